@@ -1,0 +1,332 @@
+"""The `ocilayout` command: argument parsing and printing over the library, nothing more."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from dataclasses import dataclass
+from functools import wraps
+from pathlib import Path
+from typing import Any, Callable, NoReturn, TypeVar
+
+import click
+
+from . import render
+from .delete import RemovalReport
+from .errors import OcilayoutError
+from .layout import Layout
+from .lock import DEFAULT_LOCK_TIMEOUT
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(slots=True)
+class Options:
+    """Options shared by every command (given before or after the command name)."""
+
+    debug: bool = False
+    shared_blobs: Path | None = None
+    strict: bool = False
+
+
+def _remember(name: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    def callback(ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+        options = ctx.ensure_object(Options)
+        if value not in (None, False):
+            setattr(options, name, value)
+        return value
+
+    return callback
+
+
+def common_options(func: F) -> F:
+    """--shared-blobs, --strict and --debug, accepted by the group and by every command."""
+    func = click.option(
+        "--shared-blobs",
+        type=click.Path(path_type=Path, file_okay=False),
+        expose_value=False,
+        callback=_remember("shared_blobs"),
+        help="Also read blobs from this shared blob directory (never deleted from).",
+    )(func)
+    func = click.option(
+        "--strict",
+        is_flag=True,
+        expose_value=False,
+        callback=_remember("strict"),
+        help="Treat missing children of indexes (sparse layouts) as errors.",
+    )(func)
+    func = click.option(
+        "--debug", is_flag=True, expose_value=False, callback=_remember("debug"), help="Show tracebacks on errors."
+    )(func)
+    return func
+
+
+format_option = click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="Output for people (table) or machines (json).",
+)
+quiet_option = click.option("-q", "--quiet", is_flag=True, help="Print only digests or names; no warnings.")
+lock_option = click.option(
+    "--lock-timeout",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_LOCK_TIMEOUT,
+    show_default=True,
+    help="Seconds to wait for another ocilayout process to release the layout.",
+)
+dry_run_option = click.option("--dry-run", is_flag=True, help="Report what would happen; change nothing.")
+layout_argument = click.argument("layout", type=click.Path(path_type=Path))
+
+
+def _open(layout: Path) -> Layout:
+    options = click.get_current_context().ensure_object(Options)
+    return Layout.open(layout, options.shared_blobs, strict=options.strict)
+
+
+def _warn(warnings: list[str], quiet: bool) -> None:
+    if quiet:
+        return
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+
+
+def handle_errors(func: F) -> F:
+    """Turn library errors into one `error:` line and the category's exit code."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except OcilayoutError as exc:
+            _fail(str(exc), exc.exit_code)
+        except OSError as exc:
+            _fail(f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}", 1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    options = click.get_current_context().ensure_object(Options)
+    if options.debug:
+        traceback.print_exc()
+    click.echo(f"error: {_one_line(message)}", err=True)
+    sys.exit(code)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) if text else "unknown error"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ocilayout")
+@common_options
+def cli() -> None:
+    """Manipulate OCI image-layout directories in place: list, inspect, tag, delete, gc, verify.
+
+    Exit codes: 0 success; 1 some work failed or problems found; 2 usage error;
+    3 not found; 4 conflict; 5 invalid or corrupt layout; 6 lock not acquired.
+    """
+
+
+# -- reading ------------------------------------------------------------------------------
+
+
+@cli.command("ls")
+@layout_argument
+@format_option
+@quiet_option
+@common_options
+@handle_errors
+def ls_command(layout: Path, output_format: str, quiet: bool) -> None:
+    """List the entries of LAYOUT's index.json: name, digest, kind, platforms, size, created."""
+    listing = _open(layout).list()
+    _warn(listing.warnings, quiet or output_format == "json")
+    if output_format == "json":
+        rows = [render.to_jsonable(r) | {"short_digest": r.short_digest} for r in listing.rows]
+        click.echo(render.dumps({"images": rows, "warnings": listing.warnings}))
+    elif quiet:
+        for digest in dict.fromkeys(r.digest for r in listing.rows):
+            click.echo(digest)
+    else:
+        click.echo(render.image_table(listing.rows))
+
+
+@cli.command("inspect")
+@layout_argument
+@click.argument("reference", required=False)
+@click.option("--platform", help="Pick os/arch[/variant] inside an index.")
+@format_option
+@common_options
+@handle_errors
+def inspect_command(layout: Path, reference: str | None, platform: str | None, output_format: str) -> None:
+    """Show the descriptor, manifest (or index) and config of REFERENCE.
+
+    REFERENCE is a name, a digest, or a unique digest prefix (at least 4 hex
+    characters); it may be left out when the layout holds one image.
+    """
+    report = _open(layout).inspect(reference, platform)
+    click.echo(render.dumps(report))
+
+
+@cli.command("tree")
+@layout_argument
+@click.argument("reference", required=False)
+@format_option
+@quiet_option
+@common_options
+@handle_errors
+def tree_command(layout: Path, reference: str | None, output_format: str, quiet: bool) -> None:
+    """Show the nested structure of REFERENCE, or of every entry."""
+    tree = _open(layout).tree(reference)
+    _warn(tree.warnings, quiet or output_format == "json")
+    if output_format == "json":
+        click.echo(render.dumps({"roots": tree.roots, "warnings": tree.warnings}))
+    else:
+        click.echo(render.tree_text(tree.roots))
+
+
+# -- changing -----------------------------------------------------------------------------
+
+
+@cli.command("rm")
+@layout_argument
+@click.argument("references", nargs=-1)
+@click.option(
+    "--filter",
+    "filters",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Select images: dangling=, label=k[=v], reference=GLOB, before=, since=, id=, intermediate=.",
+)
+@click.option("-f", "--force", is_flag=True, help="Delete by digest even when the image has several names.")
+@click.option("--prune", is_flag=True, help="Also delete dangling parents (layer-prefix) of deleted images.")
+@click.option("--keep-referrers", is_flag=True, help="Do not delete dangling referrers (signatures, SBOMs).")
+@dry_run_option
+@lock_option
+@format_option
+@quiet_option
+@common_options
+@handle_errors
+def rm_command(
+    layout: Path,
+    references: tuple[str, ...],
+    filters: tuple[str, ...],
+    force: bool,
+    prune: bool,
+    keep_referrers: bool,
+    dry_run: bool,
+    lock_timeout: float,
+    output_format: str,
+    quiet: bool,
+) -> None:
+    """Remove images by name, digest or digest prefix, and delete blobs nothing else uses.
+
+    By name, when other names point at the same image, only the name goes
+    (untag). The last name removes the image. By digest, an image with several
+    names is a conflict (exit 4) unless --force. Blobs in a --shared-blobs
+    directory are never deleted.
+    """
+    if not references and not filters:
+        raise click.UsageError("name at least one reference or --filter")
+    report = _open(layout).delete(
+        references,
+        filters=filters,
+        force=force,
+        prune=prune,
+        keep_referrers=keep_referrers,
+        dry_run=dry_run,
+        lock_timeout=lock_timeout,
+    )
+    _print_removal(report, output_format, quiet)
+    if report.exit_code:
+        sys.exit(report.exit_code)
+
+
+def _print_removal(report: RemovalReport, output_format: str, quiet: bool) -> None:
+    if output_format == "json":
+        click.echo(render.dumps(report) if not report.dry_run else render.dumps(report))
+        return
+    _warn(report.warnings, quiet)
+    would = "Would " if report.dry_run else ""
+    for image in report.images:
+        if quiet:
+            if image.deleted:
+                click.echo(image.id)
+            continue
+        for name in image.untagged:
+            click.echo(f"{would}{'untag' if would else 'Untagged'}: {name}")
+        if image.deleted:
+            why = "" if image.reason == "requested" else f" [{image.reason}]"
+            click.echo(
+                f"{would}{'delete' if would else 'Deleted'}: {image.id}{why}"
+                f" ({image.blobs_deleted} blobs, {render.human_size(image.bytes_freed)})"
+            )
+    for failure in report.failures:
+        click.echo(f"error: {failure.reference}: {_one_line(failure.message)}", err=True)
+    if not quiet:
+        verb = "Would reclaim" if report.dry_run else "Total reclaimed space"
+        click.echo(f"{verb}: {render.human_size(report.bytes_freed)} in {report.blobs_deleted} blobs")
+
+
+@cli.command("tag")
+@layout_argument
+@click.argument("source")
+@click.argument("name")
+@click.option("--platform", help="Name the os/arch[/variant] instance inside SOURCE's index.")
+@dry_run_option
+@lock_option
+@format_option
+@common_options
+@handle_errors
+def tag_command(
+    layout: Path, source: str, name: str, platform: str | None, dry_run: bool, lock_timeout: float, output_format: str
+) -> None:
+    """Give the image SOURCE resolves to the name NAME (moving NAME if it was elsewhere)."""
+    report = _open(layout).tag(source, name, platform=platform, dry_run=dry_run, lock_timeout=lock_timeout)
+    if output_format == "json":
+        click.echo(render.dumps(report))
+    elif report.unchanged:
+        click.echo(f"{name} already points at {report.digest}")
+    else:
+        moved = f" (moved from {report.moved_from})" if report.moved_from else ""
+        click.echo(f"{'Would tag' if dry_run else 'Tagged'}: {name} -> {report.digest}{moved}")
+
+
+@cli.command("untag")
+@layout_argument
+@click.argument("names", nargs=-1, required=True)
+@dry_run_option
+@lock_option
+@format_option
+@common_options
+@handle_errors
+def untag_command(layout: Path, names: tuple[str, ...], dry_run: bool, lock_timeout: float, output_format: str) -> None:
+    """Remove NAMES; content is kept (as a dangling entry when it loses its last name)."""
+    report = _open(layout).untag(names, dry_run=dry_run, lock_timeout=lock_timeout)
+    if output_format == "json":
+        click.echo(render.dumps(report))
+    else:
+        for name in report.untagged:
+            click.echo(f"{'Would untag' if dry_run else 'Untagged'}: {name}")
+    for name in report.not_found:
+        click.echo(f"error: no such name: {name}", err=True)
+    if report.not_found:
+        sys.exit(3 if not report.untagged else 1)
+
+
+def main() -> None:
+    """Console-script entry point: click errors become one `error:` line too."""
+    try:
+        code = cli.main(standalone_mode=False, prog_name="ocilayout")
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        click.echo(f"error: {_one_line(exc.format_message())}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("error: aborted", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

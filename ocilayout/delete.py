@@ -1,0 +1,283 @@
+"""Removing images: untag vs delete, conflicts, prune, referrers, batch (DESIGN 3.2, 3.7).
+
+`plan_removal` is pure: it decides, from one `index.json` and one graph, which entries
+go and which blobs no remaining entry reaches. The caller commits the plan through the
+write path. A blob's "use count" is its membership in the reach of the remaining
+entries: a blob is deleted only when the removed entries reach it and no remaining
+entry does, through the root index and every nested index.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from .digest import Digest
+from .errors import ConflictError, OcilayoutError
+from .filters import is_parent, select
+from .graph import Graph, Reach
+from .indexfile import Entry, IndexFile
+from .mediatypes import Kind
+from .resolve import Resolved, resolve
+from .storage import LayoutStore
+
+
+@dataclass(slots=True)
+class ImageRemoval:
+    """What happened to one image (one digest) of the batch."""
+
+    id: str
+    names: list[str]
+    untagged: list[str] = field(default_factory=list)
+    deleted: bool = False
+    bytes_freed: int = 0
+    blobs_deleted: int = 0
+    reason: str = "requested"
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class ReferenceFailure:
+    """A reference that could not be acted on; `exit_code` is its error category."""
+
+    reference: str
+    message: str
+    exit_code: int
+
+
+@dataclass(slots=True)
+class RemovalReport:
+    """The result of one `rm` call."""
+
+    images: list[ImageRemoval] = field(default_factory=list)
+    failures: list[ReferenceFailure] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    blobs_deleted: int = 0
+    bytes_freed: int = 0
+    dry_run: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when every reference was handled without error."""
+        return not self.failures and not any(i.errors for i in self.images)
+
+    @property
+    def exit_code(self) -> int:
+        """0, the one category shared by all failures, or 1 for mixed/partial failure."""
+        if self.ok:
+            return 0
+        codes = {f.exit_code for f in self.failures}
+        if len(codes) == 1 and not any(i.errors for i in self.images) and not any(
+            i.deleted or i.untagged for i in self.images
+        ):
+            return codes.pop()
+        return 1
+
+
+@dataclass(slots=True)
+class RemovalPlan:
+    """Entries to keep, blobs to delete, and the report to fill in once committed."""
+
+    new_entries: list[dict[str, Any]] | None
+    doomed: list[Digest]
+    owners: dict[Digest, int]  # doomed blob → position of the image it is attributed to
+    report: RemovalReport
+
+
+@dataclass(slots=True)
+class _Request:
+    digest: Digest
+    names: set[str] = field(default_factory=set)
+    by_id: bool = False
+
+
+def plan_removal(
+    store: LayoutStore,
+    index: IndexFile,
+    graph: Graph,
+    references: Sequence[str],
+    *,
+    filters: dict[str, list[str]] | None = None,
+    force: bool = False,
+    prune: bool = False,
+    keep_referrers: bool = False,
+) -> RemovalPlan:
+    """Decide a whole batch against one index: one rewrite and one blob pass follow."""
+    report = RemovalReport(warnings=list(index.warnings))
+    groups = index.by_digest()
+    requests: dict[Digest, _Request] = {}
+
+    for reference in references:
+        try:
+            resolved = resolve(index, reference)
+        except OcilayoutError as exc:
+            report.failures.append(ReferenceFailure(reference, str(exc), exc.exit_code))
+            continue
+        request = requests.setdefault(resolved.digest, _Request(resolved.digest))
+        _add(request, resolved)
+    if filters:
+        for digest in select(index, graph, filters):
+            requests.setdefault(digest, _Request(digest)).by_id = True
+
+    removed_entries: set[int] = set()
+    deleted: list[Digest] = []
+    for digest, request in requests.items():
+        entries = groups[digest]
+        all_names = [e.name for e in entries if e.name is not None]
+        image = ImageRemoval(id=str(digest), names=sorted(set(all_names)))
+        report.images.append(image)
+        remaining = set(all_names) - request.names
+        if request.by_id and remaining and len(set(all_names)) > 1 and not force:
+            message = (
+                f"conflict: image {digest} has several names ({', '.join(sorted(set(all_names)))}); "
+                "remove them by name or use --force"
+            )
+            image.errors.append(message)
+            report.failures.append(ReferenceFailure(str(digest), message, ConflictError.exit_code))
+            continue
+        if request.by_id or not remaining:
+            removed_entries.update(e.position for e in entries)
+            image.untagged = sorted(set(all_names))
+            image.deleted = True
+            deleted.append(digest)
+        else:
+            removed_entries.update(e.position for e in entries if e.name in request.names)
+            image.untagged = sorted(request.names)
+
+    if prune and deleted:
+        _prune_parents(index, graph, groups, deleted, removed_entries, report)
+    if not keep_referrers and deleted:
+        _cascade_referrers(index, graph, groups, deleted, removed_entries, report)
+
+    new_entries = None
+    if removed_entries:
+        new_entries = [e.raw for e in index.entries if e.position not in removed_entries]
+    doomed, owners = _doomed_blobs(store, index, graph, removed_entries, report)
+    report.warnings.extend(w for w in graph.warnings if w not in report.warnings)
+    return RemovalPlan(new_entries, doomed, owners, report)
+
+
+def _add(request: _Request, resolved: Resolved) -> None:
+    if resolved.by_id:
+        request.by_id = True
+    elif resolved.reference is not None:
+        request.names.add(resolved.reference)
+
+
+def _remove_image(
+    digest: Digest, entries: list[Entry], reason: str, removed: set[int], report: RemovalReport, deleted: list[Digest]
+) -> None:
+    removed.update(e.position for e in entries)
+    deleted.append(digest)
+    report.images.append(ImageRemoval(id=str(digest), names=[], deleted=True, reason=reason))
+
+
+def _dangling(groups: dict[Digest, list[Entry]], removed: set[int]) -> list[tuple[Digest, list[Entry]]]:
+    """Images with no name whose entries are all still present."""
+    return [
+        (digest, entries)
+        for digest, entries in groups.items()
+        if all(e.name is None for e in entries) and not any(e.position in removed for e in entries)
+    ]
+
+
+def _prune_parents(
+    index: IndexFile,
+    graph: Graph,
+    groups: dict[Digest, list[Entry]],
+    deleted: list[Digest],
+    removed: set[int],
+    report: RemovalReport,
+) -> None:
+    """Delete dangling parents (strict layer-prefix) that no surviving image still has as parent."""
+    try:
+        layers = {d: graph.node(es[0].descriptor).layers for d, es in groups.items()}
+        surviving = [
+            layers[d] for d, es in groups.items() if d not in deleted and not all(e.position in removed for e in es)
+        ]
+        for digest, entries in _dangling(groups, removed):
+            own = layers[digest]
+            if not any(is_parent(own, layers[d]) for d in deleted):
+                continue
+            if any(is_parent(own, other) for other in surviving if other is not own):
+                continue
+            parent_of = next(d for d in deleted if is_parent(own, layers[d]))
+            _remove_image(digest, entries, f"parent of {parent_of}", removed, report, deleted)
+    except OcilayoutError as exc:
+        report.warnings.append(f"prune skipped: {exc}")
+
+
+def _cascade_referrers(
+    index: IndexFile,
+    graph: Graph,
+    groups: dict[Digest, list[Entry]],
+    deleted: list[Digest],
+    removed: set[int],
+    report: RemovalReport,
+) -> None:
+    """Dangling referrers of deleted images go too, recursively; named ones stay."""
+    gone = set(deleted)
+    changed = True
+    while changed:
+        changed = False
+        for digest, entries in _dangling(groups, removed):
+            subject = graph.node(entries[0].descriptor).subject
+            if subject is not None and subject.digest in gone:
+                _remove_image(digest, entries, f"referrer of {subject.digest}", removed, report, deleted)
+                gone.add(digest)
+                changed = True
+
+
+def _doomed_blobs(
+    store: LayoutStore, index: IndexFile, graph: Graph, removed: set[int], report: RemovalReport
+) -> tuple[list[Digest], dict[Digest, int]]:
+    """Blobs the removed entries reach and no remaining entry does, present in our own blobs/."""
+    removed_roots = [e for e in index.entries if e.position in removed]
+    if not removed_roots:
+        return [], {}
+    live = graph.reach(e.descriptor for e in index.entries if e.position not in removed)
+    if not live.complete:
+        report.warnings.append(
+            "kept every blob: the references of "
+            + ", ".join(str(d) for d in live.unreadable[:3])
+            + " cannot be read, so what they use is unknown"
+        )
+        return [], {}
+    doomed: list[Digest] = []
+    owners: dict[Digest, int] = {}
+    positions = {img.id: i for i, img in enumerate(report.images) if img.deleted}
+    for entry in removed_roots:
+        owner = positions.get(str(entry.digest))
+        reach: Reach = graph.reach([entry.descriptor])
+        for digest in reach.descriptors:
+            if digest in live or digest in owners:
+                continue
+            if not store.is_local(digest):
+                continue  # absent, or only in the shared directory, which we never touch
+            owners[digest] = owner if owner is not None else -1
+            doomed.append(digest)
+    return doomed, owners
+
+
+def finish_report(plan: RemovalPlan, freed: dict[Digest, int], errors: dict[str, str], dry_run: bool) -> RemovalReport:
+    """Fill bytes and errors into the report once blobs are (or would be) deleted."""
+    report = plan.report
+    report.dry_run = dry_run
+    for digest, size in freed.items():
+        owner = plan.owners.get(digest, -1)
+        if 0 <= owner < len(report.images):
+            report.images[owner].bytes_freed += size
+            report.images[owner].blobs_deleted += 1
+        report.bytes_freed += size
+        report.blobs_deleted += 1
+    by_text = {str(d): owner for d, owner in plan.owners.items()}
+    for key, message in errors.items():
+        owner = by_text.get(key, -1)
+        if 0 <= owner < len(report.images):
+            report.images[owner].errors.append(message)
+        else:
+            report.failures.append(ReferenceFailure(key, message, 1))
+    return report
+
+
+__all__ = ["ImageRemoval", "RemovalReport", "ReferenceFailure", "RemovalPlan", "plan_removal", "finish_report"]

@@ -1,0 +1,113 @@
+"""Descriptors and platforms, parsed from untrusted JSON into validated values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .digest import Digest, parse_digest
+from .errors import CorruptLayoutError, InvalidDigestError, UsageError
+from .mediatypes import REF_NAME
+
+# Sizes beyond a signed 64-bit integer cannot come from any real file system or registry.
+MAX_SIZE = 2**63 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Platform:
+    """An `os/architecture[/variant]` triple (plus os.version when the source has one)."""
+
+    os: str
+    architecture: str
+    variant: str | None = None
+    os_version: str | None = None
+
+    def __str__(self) -> str:
+        text = f"{self.os}/{self.architecture}"
+        return f"{text}/{self.variant}" if self.variant else text
+
+    def matches(self, wanted: Platform) -> bool:
+        """True when this platform satisfies `wanted` (a missing wanted variant matches any)."""
+        if (self.os, self.architecture) != (wanted.os, wanted.architecture):
+            return False
+        return wanted.variant is None or wanted.variant == self.variant
+
+
+def parse_platform_spec(text: str) -> Platform:
+    """Parse a user's `os/arch[/variant]`."""
+    parts = text.split("/")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise UsageError(f"invalid platform {text!r}: expected os/arch[/variant]")
+    return Platform(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
+
+
+def platform_from_json(raw: object) -> Platform | None:
+    """Platform from a descriptor's `platform` object; None when absent or malformed."""
+    if not isinstance(raw, dict):
+        return None
+    os_, arch = raw.get("os"), raw.get("architecture")
+    if not isinstance(os_, str) or not isinstance(arch, str):
+        return None
+    variant = raw.get("variant")
+    version = raw.get("os.version")
+    return Platform(
+        os_,
+        arch,
+        variant if isinstance(variant, str) and variant else None,
+        version if isinstance(version, str) and version else None,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Descriptor:
+    """A validated content descriptor. `size` is -1 only for Docker schema1 layers, which carry none."""
+
+    media_type: str | None
+    digest: Digest
+    size: int
+    platform: Platform | None = None
+    annotations: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
+    artifact_type: str | None = None
+
+    @property
+    def name(self) -> str | None:
+        """The `org.opencontainers.image.ref.name` annotation, if any."""
+        return self.annotations.get(REF_NAME)
+
+
+def parse_descriptor(raw: object, where: str) -> Descriptor:
+    """Validate one descriptor object; errors name `where` (e.g. `index.json manifests[3]`)."""
+    if not isinstance(raw, dict):
+        raise CorruptLayoutError(f"{where}: descriptor must be an object")
+    try:
+        digest = parse_digest(raw.get("digest"))
+    except InvalidDigestError as exc:
+        raise InvalidDigestError(f"{where}: {exc}") from None
+    size = raw.get("size")
+    if not isinstance(size, int) or isinstance(size, bool):
+        raise CorruptLayoutError(f"{where}: size must be an integer")
+    if size < 0 or size > MAX_SIZE:
+        raise CorruptLayoutError(f"{where}: size {size} is out of range")
+    media_type = raw.get("mediaType")
+    if media_type is not None and not isinstance(media_type, str):
+        raise CorruptLayoutError(f"{where}: mediaType must be a string")
+    annotations = _string_map(raw.get("annotations"), where)
+    artifact_type = raw.get("artifactType")
+    return Descriptor(
+        media_type=media_type,
+        digest=digest,
+        size=size,
+        platform=platform_from_json(raw.get("platform")),
+        annotations=annotations,
+        artifact_type=artifact_type if isinstance(artifact_type, str) else None,
+    )
+
+
+def _string_map(raw: Any, where: str) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise CorruptLayoutError(f"{where}: annotations must be an object")
+    # Non-string values are tolerated when reading (we only ever look up string keys) but
+    # dropped from the view, so a name is never something other than a string.
+    return {k: v for k, v in raw.items() if isinstance(v, str)}

@@ -1,0 +1,184 @@
+"""`Layout`: the library's front door. Each method is one command; the CLI only calls these."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from .delete import RemovalReport, finish_report, plan_removal
+from .descriptor import Platform, parse_platform_spec
+from .errors import CorruptLayoutError, NotFoundError
+from .filters import parse_filters
+from .graph import Graph
+from .indexfile import IndexFile
+from .listing import ImageRow, InspectReport, TreeNode, build_tree, inspect_image, list_images
+from .lock import DEFAULT_LOCK_TIMEOUT
+from .resolve import Resolved, resolve
+from .storage import LayoutStore
+from .tagging import TagReport, UntagReport, plan_tag, plan_untag, require_names_found
+from .writepath import change
+
+PathLike = str | os.PathLike[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """`ls` rows plus the warnings met while reading (sparse children, unreadable blobs)."""
+
+    rows: list[ImageRow]
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Tree:
+    """`tree` roots plus warnings."""
+
+    roots: list[TreeNode]
+    warnings: list[str] = field(default_factory=list)
+
+
+class Layout:
+    """An OCI image-layout directory, optionally reading from a shared blob directory."""
+
+    def __init__(self, store: LayoutStore, index: IndexFile, *, strict: bool = False) -> None:
+        self.store = store
+        self.index = index
+        self.strict = strict
+
+    @classmethod
+    def open(cls, path: PathLike, shared_blobs: PathLike | None = None, *, strict: bool = False) -> Layout:
+        """Open and validate a layout (its `oci-layout` and `index.json`)."""
+        root = Path(path)
+        if not root.exists():
+            raise NotFoundError(f"{root}: no such layout directory")
+        if not root.is_dir():
+            raise CorruptLayoutError(f"{root}: not a directory")
+        shared = Path(shared_blobs) if shared_blobs is not None else None
+        if shared is not None and not shared.is_dir():
+            raise NotFoundError(f"{shared}: no such shared blob directory")
+        store = LayoutStore(root, shared)
+        store.check_layout_file()
+        return cls(store, store.read_index(), strict=strict)
+
+    @property
+    def path(self) -> Path:
+        """The layout's directory."""
+        return self.store.root
+
+    def graph(self) -> Graph:
+        """A fresh walker (its cache lives as long as one command)."""
+        return Graph(self.store, strict=self.strict)
+
+    def reload(self) -> None:
+        """Re-read `index.json` (after another process may have changed it)."""
+        self.index = self.store.read_index()
+
+    # -- reading ------------------------------------------------------------------------
+
+    def resolve(self, reference: str | None, platform: str | Platform | None = None) -> Resolved:
+        """Resolve a name, digest, unique digest prefix, or (None) the only image."""
+        wanted = parse_platform_spec(platform) if isinstance(platform, str) else platform
+        return resolve(self.index, reference, self.graph(), wanted)
+
+    def list(self) -> Listing:
+        """A row per `index.json` entry."""
+        graph = self.graph()
+        rows = list_images(self.index, graph)
+        return Listing(rows, [*self.index.warnings, *graph.warnings])
+
+    def inspect(self, reference: str | None = None, platform: str | Platform | None = None) -> InspectReport:
+        """Descriptor, manifest or index, and config of one image."""
+        wanted = parse_platform_spec(platform) if isinstance(platform, str) else platform
+        graph = self.graph()
+        return inspect_image(self.store, graph, resolve(self.index, reference, graph, wanted))
+
+    def tree(self, reference: str | None = None) -> Tree:
+        """The nested structure of one image, or of every entry when `reference` is None."""
+        graph = self.graph()
+        if reference is None:
+            roots = [build_tree(graph, e.descriptor, e.name) for e in self.index.entries]
+        else:
+            resolved = resolve(self.index, reference, graph)
+            roots = [build_tree(graph, resolved.descriptor, resolved.entries[0].name)]
+        return Tree(roots, [*self.index.warnings, *graph.warnings])
+
+    # -- changing -----------------------------------------------------------------------
+
+    def delete(
+        self,
+        references: Sequence[str] = (),
+        *,
+        filters: Sequence[str] = (),
+        force: bool = False,
+        prune: bool = False,
+        keep_referrers: bool = False,
+        dry_run: bool = False,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    ) -> RemovalReport:
+        """Remove images by reference and/or filter; one index rewrite, one blob pass."""
+        parsed_filters = parse_filters(list(filters))
+        options = dict(filters=parsed_filters, force=force, prune=prune, keep_referrers=keep_referrers)
+        if dry_run:
+            graph = self.graph()
+            plan = plan_removal(self.store, self.index, graph, references, **options)  # type: ignore[arg-type]
+            sizes = {d: self._local_size(d) for d in plan.doomed}
+            return finish_report(plan, sizes, {}, dry_run=True)
+        with change(self.store, lock_timeout) as txn:
+            graph = self.graph()
+            plan = plan_removal(self.store, txn.index, graph, references, **options)  # type: ignore[arg-type]
+            result = txn.commit(plan.new_entries, plan.doomed, graph)
+        report = finish_report(plan, result.freed, result.errors, dry_run=False)
+        if result.kept_for_foreign_writer:
+            report.warnings.append(
+                f"kept {len(result.kept_for_foreign_writer)} blobs that another writer made reachable meanwhile"
+            )
+        self.reload()
+        return report
+
+    def tag(
+        self,
+        source: str,
+        name: str,
+        *,
+        platform: str | Platform | None = None,
+        dry_run: bool = False,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    ) -> TagReport:
+        """Point `name` at the image `source` resolves to, moving it if it was elsewhere."""
+        wanted = parse_platform_spec(platform) if isinstance(platform, str) else platform
+        if dry_run:
+            _, report = plan_tag(self.index, resolve(self.index, source, self.graph(), wanted), name)
+            report.dry_run = True
+            return report
+        with change(self.store, lock_timeout) as txn:
+            resolved = resolve(txn.index, source, self.graph(), wanted)
+            entries, report = plan_tag(txn.index, resolved, name)
+            if entries is not None:
+                txn.commit(entries)
+        self.reload()
+        return report
+
+    def untag(
+        self, names: Sequence[str], *, dry_run: bool = False, lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+    ) -> UntagReport:
+        """Remove names; content stays (as a dangling entry if it loses its last name)."""
+        if dry_run:
+            _, report = plan_untag(self.index, list(names))
+            report.dry_run = True
+            require_names_found(report)
+            return report
+        with change(self.store, lock_timeout) as txn:
+            entries, report = plan_untag(txn.index, list(names))
+            require_names_found(report)
+            if entries is not None:
+                txn.commit(entries)
+        self.reload()
+        return report
+
+    def _local_size(self, digest: object) -> int:
+        try:
+            return self.store.local_path(digest).stat().st_size  # type: ignore[arg-type]
+        except OSError:
+            return 0

@@ -1,0 +1,276 @@
+"""The one engine for bytes on disk: `oci-layout`, `index.json` and `blobs/<alg>/<hex>`.
+
+Everything that opens, reads, writes or removes a file of a layout goes through
+`LayoutStore`, so the path rules (validated digests only, no symlinks followed, no
+FIFOs opened, own `blobs/` first and the shared directory second) live in one place.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+from .atomicwrite import TEMP_PREFIX, write_atomic
+from .digest import ALGORITHMS, Digest, InvalidDigestError, parse_digest
+from .errors import CorruptLayoutError, NotFoundError, OperationFailed
+from .indexfile import IndexFile, loads_strict, parse_index
+
+LAYOUT_FILE = "oci-layout"
+INDEX_FILE = "index.json"
+BLOBS_DIR = "blobs"
+SUPPORTED_LAYOUT_VERSIONS = ("1.0.0",)
+
+# Caps on what we parse as JSON. Registries refuse manifests over 4 MiB; an index.json of
+# 100,000 images is about 30 MiB. Past these, the file is treated as hostile.
+MAX_INDEX_BYTES = 128 * 1024 * 1024
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class BlobFile:
+    """A directory entry under a blobs directory, as gc and verify see it."""
+
+    path: Path
+    algorithm: str
+    name: str
+    digest: Digest | None  # None: the name is not a valid digest for its algorithm directory
+    size: int
+    mtime: float
+    is_file: bool
+
+
+class LayoutStore:
+    """Files of one layout (and, for reads, of an optional shared blob directory)."""
+
+    def __init__(self, root: Path, shared_blobs: Path | None = None) -> None:
+        self.root = root
+        self.shared_blobs = shared_blobs
+        self._checked_dirs: set[Path] = set()
+
+    @property
+    def blobs_dir(self) -> Path:
+        """The layout's own blobs directory."""
+        return self.root / BLOBS_DIR
+
+    # -- layout files ---------------------------------------------------------------
+
+    def check_layout_file(self) -> None:
+        """Validate `oci-layout`; raise CorruptLayoutError naming the file when it is wrong."""
+        path = self.root / LAYOUT_FILE
+        data = self._read_file(path, MAX_DOCUMENT_BYTES, missing=f"{path}: missing oci-layout file")
+        document = loads_strict(data, str(path))
+        if not isinstance(document, dict) or not isinstance(document.get("imageLayoutVersion"), str):
+            raise CorruptLayoutError(f"{path}: imageLayoutVersion missing")
+        version = document["imageLayoutVersion"]
+        if version not in SUPPORTED_LAYOUT_VERSIONS:
+            raise CorruptLayoutError(f"{path}: unsupported imageLayoutVersion {version!r}")
+
+    def read_index_bytes(self) -> bytes:
+        """The raw bytes of `index.json`."""
+        path = self.root / INDEX_FILE
+        return self._read_file(path, MAX_INDEX_BYTES, missing=f"{path}: missing index.json")
+
+    def read_index(self) -> IndexFile:
+        """Read and parse `index.json`."""
+        return parse_index(self.read_index_bytes(), str(self.root / INDEX_FILE))
+
+    def write_index(self, data: bytes) -> None:
+        """Atomically replace `index.json` (durable when this returns)."""
+        path = self.root / INDEX_FILE
+        try:
+            write_atomic(path, data)
+        except OSError as exc:
+            raise OperationFailed(f"cannot write {path}: {exc.strerror or exc}; index.json left unchanged") from None
+
+    # -- blobs ---------------------------------------------------------------------
+
+    def local_path(self, digest: Digest) -> Path:
+        """Where `digest` lives in the layout's own blobs directory (it may not exist)."""
+        return self.root / BLOBS_DIR / digest.algorithm / digest.encoded
+
+    def candidate_paths(self, digest: Digest) -> list[Path]:
+        """Own blobs first, then the shared directory: the read order."""
+        paths = [self.local_path(digest)]
+        if self.shared_blobs is not None:
+            paths.append(self.shared_blobs / digest.algorithm / digest.encoded)
+        return paths
+
+    def locate(self, digest: Digest) -> Path | None:
+        """The first existing regular file for `digest`, or None. Never follows a symlink."""
+        for path in self.candidate_paths(digest):
+            self._check_parent_dirs(path)
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise CorruptLayoutError(f"{path}: {exc.strerror}") from None
+            if stat.S_ISREG(st.st_mode):
+                return path
+            raise CorruptLayoutError(f"{path}: blob is not a regular file ({_file_kind(st.st_mode)})")
+        return None
+
+    def locate_quiet(self, digest: Digest) -> Path | None:
+        """Like `locate`, but a blob that is not a regular file counts as absent."""
+        try:
+            return self.locate(digest)
+        except CorruptLayoutError:
+            return None
+
+    def is_local(self, digest: Digest) -> bool:
+        """True when the blob is in the layout's own blobs directory."""
+        try:
+            return stat.S_ISREG(os.lstat(self.local_path(digest)).st_mode)
+        except OSError:
+            return False
+
+    def open_blob(self, digest: Digest) -> BinaryIO:
+        """Open a blob for streaming; NotFoundError when it is in neither directory."""
+        path = self.locate(digest)
+        if path is None:
+            raise NotFoundError(f"blob {digest} not found")
+        return _open_regular(path)
+
+    def read_blob(self, digest: Digest, limit: int = MAX_DOCUMENT_BYTES) -> bytes:
+        """A whole blob, refusing anything over `limit` bytes."""
+        with self.open_blob(digest) as handle:
+            data = handle.read(limit + 1)
+        if len(data) > limit:
+            raise CorruptLayoutError(f"blob {digest} is larger than {limit} bytes; refusing to parse it")
+        return data
+
+    def read_blob_head(self, digest: Digest, length: int) -> bytes:
+        """The first `length` bytes of a blob (to sniff whether it could be JSON)."""
+        with self.open_blob(digest) as handle:
+            return handle.read(length)
+
+    def remove_local_blob(self, digest: Digest) -> int:
+        """Unlink a blob from the layout's own blobs directory; bytes freed (0 if absent)."""
+        path = self.local_path(digest)
+        self._check_parent_dirs(path)
+        try:
+            size = os.lstat(path).st_size
+            os.unlink(path)
+        except FileNotFoundError:
+            return 0
+        return size
+
+    def remove_file(self, path: Path) -> int:
+        """Unlink a file found by a scan of our own blobs directory; bytes freed."""
+        try:
+            size = os.lstat(path).st_size
+            os.unlink(path)
+        except FileNotFoundError:
+            return 0
+        return size
+
+    def scan_blobs(self, directory: Path | None = None) -> Iterator[BlobFile]:
+        """Every entry under `directory/<alg>/` (default: own blobs), valid digest or not."""
+        base = self.blobs_dir if directory is None else directory
+        try:
+            algorithms = sorted(os.scandir(base), key=lambda e: e.name)
+        except FileNotFoundError:
+            return
+        except NotADirectoryError:
+            raise CorruptLayoutError(f"{base}: not a directory") from None
+        for alg_entry in algorithms:
+            alg_path = Path(alg_entry.path)
+            if alg_entry.is_symlink():
+                raise CorruptLayoutError(f"{alg_path}: is a symlink; refusing to follow it")
+            if not alg_entry.is_dir(follow_symlinks=False):
+                st = alg_entry.stat(follow_symlinks=False)
+                yield BlobFile(alg_path, "", alg_entry.name, None, st.st_size, st.st_mtime, False)
+                continue
+            with os.scandir(alg_path) as entries:
+                for entry in sorted(entries, key=lambda e: e.name):
+                    st = entry.stat(follow_symlinks=False)
+                    digest: Digest | None = None
+                    if alg_entry.name in ALGORITHMS:
+                        try:
+                            digest = parse_digest(f"{alg_entry.name}:{entry.name}")
+                        except InvalidDigestError:
+                            digest = None
+                    yield BlobFile(
+                        Path(entry.path),
+                        alg_entry.name,
+                        entry.name,
+                        digest,
+                        st.st_size,
+                        st.st_mtime,
+                        stat.S_ISREG(st.st_mode),
+                    )
+
+    # -- internals -------------------------------------------------------------------
+
+    def _check_parent_dirs(self, path: Path) -> None:
+        # A symlinked blobs/ or blobs/<alg>/ would let a digest name a file outside the layout.
+        for directory in (path.parent.parent, path.parent):
+            if directory in self._checked_dirs:
+                continue
+            try:
+                st = os.lstat(directory)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise CorruptLayoutError(f"{directory}: {exc.strerror}") from None
+            if stat.S_ISLNK(st.st_mode):
+                raise CorruptLayoutError(f"{directory}: is a symlink; refusing to follow it")
+            if not stat.S_ISDIR(st.st_mode):
+                raise CorruptLayoutError(f"{directory}: not a directory")
+            self._checked_dirs.add(directory)
+
+    def _read_file(self, path: Path, limit: int, missing: str) -> bytes:
+        try:
+            handle = _open_regular(path)
+        except FileNotFoundError:
+            raise CorruptLayoutError(missing) from None
+        with handle:
+            data = handle.read(limit + 1)
+        if len(data) > limit:
+            raise CorruptLayoutError(f"{path}: larger than {limit} bytes; refusing to parse it")
+        return data
+
+
+def _open_regular(path: Path) -> BinaryIO:
+    """Open a regular file without following a final symlink and without blocking on a FIFO."""
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise CorruptLayoutError(f"{path}: is a symlink; refusing to follow it") from None
+        if exc.errno == errno.ENXIO:
+            raise CorruptLayoutError(f"{path}: is not a regular file") from None
+        raise CorruptLayoutError(f"{path}: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise CorruptLayoutError(f"{path}: is not a regular file ({_file_kind(st.st_mode)})")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "rb")
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISLNK(mode):
+        return "a symlink"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
+
+
+__all__ = ["BlobFile", "LayoutStore", "TEMP_PREFIX", "INDEX_FILE", "LAYOUT_FILE", "BLOBS_DIR"]
