@@ -38,7 +38,7 @@ def parse_digest(value: object) -> Digest:
     if not isinstance(value, str):
         raise InvalidDigestError(f"digest must be a string, got {type(value).__name__}")
     shown = _shown(value)
-    match = _GRAMMAR.match(value)
+    match = _GRAMMAR.fullmatch(value)  # fullmatch: `$` alone would accept a trailing newline
     if match is None:
         raise InvalidDigestError(f"invalid digest {shown}: not algorithm:hex")
     algorithm, encoded = match.group(1), match.group(2)
