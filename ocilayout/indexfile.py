@@ -95,7 +95,7 @@ def parse_index(data: bytes, what: str = "index.json") -> IndexFile:
     if not isinstance(document, dict):
         raise CorruptLayoutError(f"{what}: top level must be a JSON object")
     version = document.get("schemaVersion")
-    if version != 2 or isinstance(version, bool):
+    if type(version) is not int or version != 2:  # 2.0 and true are not 2 to Go readers
         raise CorruptLayoutError(f"{what}: schemaVersion must be 2, got {version!r}")
     warnings: list[str] = []
     manifests = document.get("manifests")
