@@ -1,0 +1,334 @@
+"""LayoutStore: layout files, blob lookup order, refusing non-regular files, size caps.
+
+Most tests run on pyfakefs (`fs`); the FIFO test needs the real kernel (an open() that
+could block forever) and uses tmp_path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from ocilayout.digest import Digest, parse_digest
+from ocilayout.errors import CorruptLayoutError, NotFoundError
+from ocilayout.storage import LayoutStore
+
+ROOT = Path("/layout")
+SHARED = Path("/shared-blobs")
+INDEX = {"schemaVersion": 2, "manifests": []}
+
+
+def digest_of(data: bytes, alg: str = "sha256") -> Digest:
+    return parse_digest(f"{alg}:{hashlib.new(alg, data).hexdigest()}")
+
+
+def make_layout(fs, root: Path = ROOT, *, layout: bytes | None = b'{"imageLayoutVersion":"1.0.0"}',
+                index: bytes | None = None) -> LayoutStore:
+    if layout is not None:
+        fs.create_file(root / "oci-layout", contents=layout)
+    fs.create_file(root / "index.json", contents=index if index is not None else json.dumps(INDEX).encode())
+    fs.create_dir(root / "blobs" / "sha256")
+    return LayoutStore(root)
+
+
+def put(fs, base: Path, data: bytes, alg: str = "sha256") -> Digest:
+    digest = digest_of(data, alg)
+    fs.create_file(base / digest.algorithm / digest.encoded, contents=data)
+    return digest
+
+
+# -- oci-layout and index.json ---------------------------------------------------------
+
+
+def test_valid_layout_file(fs) -> None:
+    make_layout(fs).check_layout_file()
+
+
+def test_pretty_printed_layout_file(fs) -> None:
+    make_layout(fs, layout=b'{\n    "imageLayoutVersion": "1.0.0"\n}\n').check_layout_file()
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "missing oci-layout"),
+        (b"", "invalid JSON"),
+        (b"{", "invalid JSON"),
+        (b"[]", "imageLayoutVersion missing"),
+        (b"{}", "imageLayoutVersion missing"),
+        (b'{"imageLayoutVersion":1}', "imageLayoutVersion missing"),
+        (b'{"imageLayoutVersion":"9.9.9"}', "unsupported imageLayoutVersion '9.9.9'"),
+        (b'{"imageLayoutVersion":"1.0.0","imageLayoutVersion":"1.0.0"}', "duplicate key"),
+    ],
+)
+def test_bad_layout_file(fs, content: bytes | None, message: str) -> None:
+    store = make_layout(fs, layout=content)
+    with pytest.raises(CorruptLayoutError, match=message) as info:
+        store.check_layout_file()
+    assert str(ROOT / "oci-layout") in str(info.value)
+
+
+def test_layout_file_that_is_a_directory(fs) -> None:
+    store = make_layout(fs, layout=None)
+    fs.create_dir(ROOT / "oci-layout")
+    with pytest.raises(CorruptLayoutError, match="oci-layout"):
+        store.check_layout_file()
+
+
+def test_layout_file_that_is_a_symlink(fs) -> None:
+    store = make_layout(fs, layout=None)
+    fs.create_file("/elsewhere", contents=b'{"imageLayoutVersion":"1.0.0"}')
+    fs.create_symlink(ROOT / "oci-layout", "/elsewhere")
+    with pytest.raises(CorruptLayoutError, match="symlink"):
+        store.check_layout_file()
+
+
+def test_read_index(fs) -> None:
+    index = {"schemaVersion": 2, "manifests": [{"mediaType": "m", "digest": "sha256:" + "a" * 64, "size": 3}]}
+    store = make_layout(fs, index=json.dumps(index).encode())
+    parsed = store.read_index()
+    assert [str(e.digest) for e in parsed.entries] == ["sha256:" + "a" * 64]
+    assert store.read_index_bytes() == json.dumps(index).encode()
+
+
+def test_missing_index_names_file(fs) -> None:
+    store = make_layout(fs)
+    os.unlink(ROOT / "index.json")
+    with pytest.raises(CorruptLayoutError, match=f"^{ROOT / 'index.json'}: missing index.json"):
+        store.read_index()
+
+
+def test_corrupt_index_names_file(fs) -> None:
+    store = make_layout(fs, index=b"{nope")
+    with pytest.raises(CorruptLayoutError, match=f"^{ROOT / 'index.json'}: invalid JSON"):
+        store.read_index()
+
+
+def test_index_size_cap(fs, monkeypatch) -> None:
+    monkeypatch.setattr("ocilayout.storage.MAX_INDEX_BYTES", 100)
+    store = make_layout(fs, index=json.dumps({**INDEX, "pad": "x" * 200}).encode())
+    with pytest.raises(CorruptLayoutError, match="larger than 100 bytes"):
+        store.read_index()
+
+
+# -- blob lookup order --------------------------------------------------------------------
+
+
+def test_own_blob_found(fs) -> None:
+    store = make_layout(fs)
+    d = put(fs, ROOT / "blobs", b"hello")
+    assert store.locate(d) == ROOT / "blobs" / "sha256" / d.encoded
+    assert store.read_blob(d) == b"hello"
+    assert store.is_local(d)
+
+
+def test_shared_blob_found_when_not_own(fs) -> None:
+    make_layout(fs)
+    store = LayoutStore(ROOT, SHARED)
+    d = put(fs, SHARED, b"shared only")
+    assert store.locate(d) == SHARED / "sha256" / d.encoded
+    assert store.read_blob(d) == b"shared only"
+    assert not store.is_local(d)
+
+
+def test_own_blobs_read_before_shared(fs) -> None:
+    make_layout(fs)
+    store = LayoutStore(ROOT, SHARED)
+    d = put(fs, ROOT / "blobs", b"same")
+    # a different (corrupt) copy under the same name in the shared directory must not be read
+    fs.create_file(SHARED / "sha256" / d.encoded, contents=b"SHARED COPY")
+    assert store.candidate_paths(d) == [ROOT / "blobs" / "sha256" / d.encoded, SHARED / "sha256" / d.encoded]
+    assert store.locate(d) == ROOT / "blobs" / "sha256" / d.encoded
+    assert store.read_blob(d) == b"same"
+    with store.open_blob(d) as handle:
+        assert handle.read() == b"same"
+
+
+def test_shared_not_consulted_without_option(fs) -> None:
+    store = make_layout(fs)
+    d = put(fs, SHARED, b"x")
+    assert store.candidate_paths(d) == [ROOT / "blobs" / "sha256" / d.encoded]
+    assert store.locate(d) is None
+
+
+def test_missing_blob(fs) -> None:
+    make_layout(fs)
+    store = LayoutStore(ROOT, SHARED)
+    d = digest_of(b"nowhere")
+    assert store.locate(d) is None
+    assert store.locate_quiet(d) is None
+    with pytest.raises(NotFoundError, match=str(d)):
+        store.open_blob(d)
+    with pytest.raises(NotFoundError):
+        store.read_blob(d)
+
+
+def test_missing_blobs_directory_is_just_missing(fs) -> None:
+    fs.create_file(ROOT / "oci-layout", contents=b'{"imageLayoutVersion":"1.0.0"}')
+    fs.create_file(ROOT / "index.json", contents=b'{"schemaVersion":2,"manifests":[]}')
+    store = LayoutStore(ROOT)
+    assert store.locate(digest_of(b"x")) is None
+    assert list(store.scan_blobs()) == []
+
+
+def test_sha512_blob(fs) -> None:
+    store = make_layout(fs)
+    d = put(fs, ROOT / "blobs", b"five-twelve", "sha512")
+    assert store.local_path(d) == ROOT / "blobs" / "sha512" / d.encoded
+    assert store.read_blob(d) == b"five-twelve"
+
+
+# -- refusing what is not a regular file ---------------------------------------------------
+
+
+def test_symlinked_blob_refused(fs) -> None:
+    store = make_layout(fs)
+    fs.create_file("/etc/secret", contents=b"secret")
+    d = digest_of(b"secret")
+    fs.create_symlink(ROOT / "blobs" / "sha256" / d.encoded, "/etc/secret")
+    with pytest.raises(CorruptLayoutError, match="symlink") as info:
+        store.read_blob(d)
+    assert d.encoded in str(info.value)
+    assert store.locate_quiet(d) is None
+    assert not store.is_local(d)
+
+
+def test_symlinked_algorithm_directory_refused(fs) -> None:
+    fs.create_file(ROOT / "oci-layout", contents=b'{"imageLayoutVersion":"1.0.0"}')
+    d = put(fs, Path("/outside"), b"outside")
+    fs.create_dir(ROOT / "blobs")
+    fs.create_symlink(ROOT / "blobs" / "sha256", "/outside/sha256")
+    store = LayoutStore(ROOT)
+    with pytest.raises(CorruptLayoutError, match="symlink"):
+        store.read_blob(d)
+    with pytest.raises(CorruptLayoutError, match="symlink"):
+        list(store.scan_blobs())
+
+
+def test_symlinked_blobs_directory_refused(fs) -> None:
+    fs.create_file(ROOT / "oci-layout", contents=b'{"imageLayoutVersion":"1.0.0"}')
+    d = put(fs, Path("/outside"), b"outside")
+    fs.create_symlink(ROOT / "blobs", "/outside")
+    store = LayoutStore(ROOT)
+    with pytest.raises(CorruptLayoutError, match="symlink"):
+        store.locate(d)
+
+
+def test_directory_blob_refused(fs) -> None:
+    store = make_layout(fs)
+    d = digest_of(b"dir")
+    fs.create_dir(ROOT / "blobs" / "sha256" / d.encoded)
+    with pytest.raises(CorruptLayoutError, match="not a regular file"):
+        store.open_blob(d)
+    assert store.locate_quiet(d) is None
+
+
+def test_blobs_path_that_is_a_file(fs) -> None:
+    fs.create_file(ROOT / "blobs", contents=b"not a directory")
+    store = LayoutStore(ROOT)
+    with pytest.raises(CorruptLayoutError, match="not a directory"):
+        store.locate(digest_of(b"x"))
+    with pytest.raises(CorruptLayoutError, match="not a directory"):
+        list(store.scan_blobs())
+
+
+def test_fifo_blob_refused_without_blocking(tmp_path: Path) -> None:
+    root = tmp_path / "layout"
+    (root / "blobs" / "sha256").mkdir(parents=True)
+    d = digest_of(b"fifo")
+    os.mkfifo(root / "blobs" / "sha256" / d.encoded)
+    store = LayoutStore(root)
+    outcome: list[BaseException | None] = []
+
+    def attempt() -> None:
+        try:
+            store.read_blob(d)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    worker = threading.Thread(target=attempt, daemon=True)
+    worker.start()
+    worker.join(10)
+    if worker.is_alive():  # unblock the reader before failing
+        with open(root / "blobs" / "sha256" / d.encoded, "wb"):
+            pass
+        pytest.fail("reading a FIFO blob blocked")
+    assert isinstance(outcome[0], CorruptLayoutError)
+    assert "FIFO" in str(outcome[0]) or "not a regular file" in str(outcome[0])
+
+
+def test_fifo_index_refused(tmp_path: Path) -> None:
+    root = tmp_path / "layout"
+    root.mkdir()
+    (root / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    os.mkfifo(root / "index.json")
+    with pytest.raises(CorruptLayoutError, match="index.json"):
+        LayoutStore(root).read_index()
+
+
+# -- sizes and partial reads ---------------------------------------------------------------
+
+
+def test_read_blob_cap(fs) -> None:
+    store = make_layout(fs)
+    d = put(fs, ROOT / "blobs", b"x" * 101)
+    assert len(store.read_blob(d, limit=101)) == 101
+    with pytest.raises(CorruptLayoutError, match="larger than 100 bytes") as info:
+        store.read_blob(d, limit=100)
+    assert str(d) in str(info.value)
+
+
+def test_read_blob_head(fs) -> None:
+    store = make_layout(fs)
+    d = put(fs, ROOT / "blobs", b"0123456789")
+    assert store.read_blob_head(d, 4) == b"0123"
+    assert store.read_blob_head(d, 100) == b"0123456789"
+
+
+# -- scanning and removing -----------------------------------------------------------------
+
+
+def test_scan_blobs(fs) -> None:
+    store = make_layout(fs)
+    good = put(fs, ROOT / "blobs", b"good")
+    fs.create_file(ROOT / "blobs" / "sha256" / "not-a-digest.txt", contents=b"stray")
+    fs.create_file(ROOT / "blobs" / "sha256" / good.encoded.upper(), contents=b"upper")
+    fs.create_file(ROOT / "blobs" / "md5" / ("0" * 32), contents=b"other alg")
+    fs.create_file(ROOT / "blobs" / "README", contents=b"loose file")
+    found = {(b.algorithm, b.name): b for b in store.scan_blobs()}
+    assert found[("sha256", good.encoded)].digest == good
+    assert found[("sha256", good.encoded)].size == 4
+    assert found[("sha256", good.encoded)].is_file
+    assert found[("sha256", "not-a-digest.txt")].digest is None
+    assert found[("sha256", good.encoded.upper())].digest is None
+    assert found[("md5", "0" * 32)].digest is None
+    assert found[("", "README")].digest is None
+    assert not found[("", "README")].is_file
+    assert len(found) == 5
+
+
+def test_scan_shared_directory(fs) -> None:
+    make_layout(fs)
+    store = LayoutStore(ROOT, SHARED)
+    d = put(fs, SHARED, b"s")
+    assert [b.digest for b in store.scan_blobs(SHARED)] == [d]
+    assert list(store.scan_blobs()) == []
+
+
+def test_remove_local_blob_never_touches_shared(fs) -> None:
+    make_layout(fs)
+    store = LayoutStore(ROOT, SHARED)
+    d = put(fs, SHARED, b"keep me")
+    assert store.remove_local_blob(d) == 0
+    assert (SHARED / "sha256" / d.encoded).exists()
+    put(fs, ROOT / "blobs", b"keep me")
+    assert store.remove_local_blob(d) == 7
+    assert not store.local_path(d).exists()
+    assert (SHARED / "sha256" / d.encoded).exists()
