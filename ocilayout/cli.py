@@ -247,7 +247,7 @@ def rm_command(
 
 def _print_removal(report: RemovalReport, output_format: str, quiet: bool) -> None:
     if output_format == "json":
-        click.echo(render.dumps(report) if not report.dry_run else render.dumps(report))
+        click.echo(render.dumps(report))
         return
     _warn(report.warnings, quiet)
     would = "Would " if report.dry_run else ""
@@ -266,7 +266,7 @@ def _print_removal(report: RemovalReport, output_format: str, quiet: bool) -> No
             )
     for failure in report.failures:
         click.echo(f"error: {failure.reference}: {_one_line(failure.message)}", err=True)
-    if not quiet:
+    if not quiet and report.images:
         verb = "Would reclaim" if report.dry_run else "Total reclaimed space"
         click.echo(f"{verb}: {render.human_size(report.bytes_freed)} in {report.blobs_deleted} blobs")
 

@@ -63,13 +63,12 @@ class RemovalReport:
 
     @property
     def exit_code(self) -> int:
-        """0, the one category shared by all failures, or 1 for mixed/partial failure."""
+        """0; the failures' one shared category when nothing else happened; else 1 (partial)."""
         if self.ok:
             return 0
         codes = {f.exit_code for f in self.failures}
-        if len(codes) == 1 and not any(i.errors for i in self.images) and not any(
-            i.deleted or i.untagged for i in self.images
-        ):
+        did_something = any(i.deleted or i.untagged for i in self.images)
+        if len(codes) == 1 and not did_something:
             return codes.pop()
         return 1
 

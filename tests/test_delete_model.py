@@ -1,0 +1,336 @@
+"""Differential test: random layouts and random rm/tag/untag batches against a simple model.
+
+The model knows the layout's edges from how the test built it (not by parsing blobs) and
+applies DESIGN 3.2/3.5/3.7 with plain lists and sets. After every step the entries must
+equal the model's, the blob set must equal `before - (reach(removed) - reach(remaining))`,
+and every blob reachable from index.json must still exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ocilayout import Layout, NotFoundError, OcilayoutError
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+NAMES = ["a", "b", "c", "d", "e"]
+REF_NAME = "org.opencontainers.image.ref.name"
+
+
+@dataclass
+class World:
+    """What the test built: blobs on disk, strong edges, subjects, and index.json entries."""
+
+    root: Path
+    edges: dict[str, list[str]] = field(default_factory=dict)
+    subject: dict[str, str] = field(default_factory=dict)
+    media: dict[str, tuple[str | None, int]] = field(default_factory=dict)
+    roots: list[str] = field(default_factory=list)
+
+    def blob(self, data: bytes, children: list[str] = (), media_type: str | None = None) -> str:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        path = self.root / "blobs" / "sha256" / digest[7:]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        self.edges.setdefault(digest, list(children))
+        self.media[digest] = (media_type, len(data))
+        return digest
+
+    def desc(self, digest: str, media_type: str | None = "keep") -> dict:
+        mt, size = self.media[digest]
+        out = {"digest": digest, "size": size}
+        chosen = mt if media_type == "keep" else media_type
+        if chosen is not None:
+            out["mediaType"] = chosen
+        return out
+
+
+def reach(world: World, digests: set[str]) -> set[str]:
+    seen: set[str] = set()
+    stack = list(digests)
+    while stack:
+        d = stack.pop()
+        if d in seen:
+            continue
+        seen.add(d)
+        stack.extend(world.edges.get(d, []))
+    return seen
+
+
+@st.composite
+def layouts(draw: st.DrawFn) -> dict:
+    n_layers = draw(st.integers(1, 5))
+    images = draw(
+        st.lists(
+            st.tuples(
+                st.lists(st.integers(0, n_layers - 1), min_size=1, max_size=3),  # repeats allowed
+                st.booleans(),  # docker types
+                st.sampled_from(["keep", None, "application/x-unknown"]),  # descriptor type as seen from parents
+            ),
+            min_size=1,
+            max_size=5,
+        )
+    )
+    n_images = len(images)
+    indexes = draw(
+        st.lists(st.tuples(st.lists(st.integers(0, n_images - 1), min_size=1, max_size=3, unique=True), st.booleans()), max_size=2)
+    )
+    nested = draw(st.booleans()) and len(indexes) >= 1
+    referrers = draw(st.lists(st.integers(0, 99), max_size=2))
+    roots = n_images + len(indexes) + (1 if nested else 0) + len(referrers)
+    entry_names = draw(st.lists(st.integers(-1, 2), min_size=roots, max_size=roots))  # -1: no entry
+    sparse = draw(st.booleans())
+    return {
+        "n_layers": n_layers,
+        "images": images,
+        "indexes": indexes,
+        "nested": nested,
+        "referrers": referrers,
+        "entry_names": entry_names,
+        "sparse": sparse,
+    }
+
+
+def build(root: Path, spec: dict) -> tuple[World, list[tuple[str | None, str]], set[str]]:
+    world = World(root)
+    (root / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    layers = [world.blob(f"layer-{i}-".encode() * 8, media_type="application/vnd.oci.image.layer.v1.tar+gzip") for i in range(spec["n_layers"])]
+    image_digests: list[str] = []
+    parent_types: list[str | None] = []
+    for i, (layer_ids, docker, seen_as) in enumerate(spec["images"]):
+        config = world.blob(json.dumps({"architecture": "amd64", "os": "linux", "n": i}).encode(),
+                            media_type="application/vnd.oci.image.config.v1+json")
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": DOCKER_MANIFEST if docker else OCI_MANIFEST,
+            "config": world.desc(config),
+            "layers": [world.desc(layers[j]) for j in layer_ids],
+        }
+        digest = world.blob(
+            json.dumps(manifest).encode(), [config, *[layers[j] for j in layer_ids]],
+            DOCKER_MANIFEST if docker else OCI_MANIFEST,
+        )
+        image_digests.append(digest)
+        parent_types.append(seen_as)
+    objects: list[str] = list(image_digests)
+    index_digests = []
+    for children, docker in spec["indexes"]:
+        doc = {
+            "schemaVersion": 2,
+            "mediaType": DOCKER_LIST if docker else OCI_INDEX,
+            "manifests": [world.desc(image_digests[c], parent_types[c]) for c in children],
+        }
+        d = world.blob(json.dumps(doc).encode(), [image_digests[c] for c in children], DOCKER_LIST if docker else OCI_INDEX)
+        index_digests.append(d)
+    objects += index_digests
+    if spec["nested"]:
+        doc = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [world.desc(index_digests[0], None)]}
+        objects.append(world.blob(json.dumps(doc).encode(), [index_digests[0]], OCI_INDEX))
+    for k, pick in enumerate(spec["referrers"]):
+        subject = objects[pick % len(objects)]
+        layer = world.blob(f"sbom-{k}".encode() * 4, media_type="application/spdx+json")
+        empty = world.blob(b"{}", media_type="application/vnd.oci.empty.v1+json")
+        doc = {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": "application/vnd.example.sbom",
+            "config": world.desc(empty),
+            "layers": [world.desc(layer)],
+            "subject": world.desc(subject),
+        }
+        d = world.blob(json.dumps(doc).encode(), [empty, layer], OCI_MANIFEST)
+        world.subject[d] = subject
+        objects.append(d)
+    entries: list[tuple[str | None, str]] = []
+    free_names = list(NAMES)
+    for obj, count in zip(objects, spec["entry_names"]):
+        if count < 0:
+            continue
+        if count == 0:
+            entries.append((None, obj))
+        for _ in range(count):
+            if free_names:
+                entries.append((free_names.pop(0), obj))
+    if not entries:
+        entries.append((None, objects[0]))
+    # sparse: an image only reachable through an index loses its manifest blob
+    entry_digests = {d for _, d in entries}
+    if spec["sparse"]:
+        for d in image_digests:
+            if d not in entry_digests and any(d in world.edges[i] for i in index_digests):
+                (root / "blobs" / "sha256" / d[7:]).unlink()
+                world.edges[d] = []  # its references are unknowable now
+                break
+    write_index(world, entries)
+    present = {f"sha256:{p.name}" for p in (root / "blobs" / "sha256").iterdir()}
+    return world, entries, present
+
+
+def write_index(world: World, entries: list[tuple[str | None, str]]) -> None:
+    manifests = []
+    for name, digest in entries:
+        desc = world.desc(digest)
+        if name is not None:
+            desc["annotations"] = {REF_NAME: name}
+        manifests.append(desc)
+    (world.root / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": manifests}))
+
+
+# -- the model ----------------------------------------------------------------------------
+
+
+def model_resolve(entries: list[tuple[str | None, str]], ref: str) -> tuple[bool, str] | None:
+    """(by_id, digest) or None when not found."""
+    named = {d for n, d in entries if n == ref}
+    if named:
+        return False, named.pop()
+    digests = {d for _, d in entries}
+    if ref in digests:
+        return True, ref
+    if len(ref) < 4:  # shorter hex prefixes are never taken as IDs (DESIGN 3.1, MIN_PREFIX)
+        return None
+    matches = {d for d in digests if d[7:].startswith(ref)}
+    return (True, matches.pop()) if len(matches) == 1 else None
+
+
+def model_rm(world: World, entries: list, refs: list[str], force: bool) -> list:
+    requests: dict[str, tuple[set[str], list[bool]]] = {}
+    for ref in refs:
+        found = model_resolve(entries, ref)
+        if found is None:
+            continue
+        by_id, digest = found
+        names, flag = requests.setdefault(digest, (set(), [False]))
+        if by_id:
+            flag[0] = True
+        else:
+            names.add(ref)
+    removed: list[tuple[str | None, str]] = []
+    deleted: set[str] = set()
+    for digest, (names, flag) in requests.items():
+        all_names = {n for n, d in entries if d == digest and n}
+        remaining = all_names - names
+        if flag[0] and remaining and len(all_names) > 1 and not force:
+            continue
+        if flag[0] or not remaining:
+            removed += [e for e in entries if e[1] == digest]
+            deleted.add(digest)
+        else:
+            removed += [e for e in entries if e[1] == digest and e[0] in names]
+    changed = True
+    while changed:
+        changed = False
+        for digest in {d for _, d in entries}:
+            group = [e for e in entries if e[1] == digest]
+            if any(n for n, _ in group) or any(e in removed for e in group):
+                continue
+            if world.subject.get(digest) in deleted:
+                removed += group
+                deleted.add(digest)
+                changed = True
+    return [e for e in entries if e not in removed]
+
+
+def model_tag(entries: list, src: str, name: str) -> list:
+    found = model_resolve(entries, src)
+    if found is None:
+        return entries
+    digest = found[1]
+    holders = [e for e in entries if e[0] == name]
+    if holders and all(d == digest for _, d in holders):
+        return entries
+    out = [e for e in entries if e[0] != name]
+    for held in {d for _, d in holders}:
+        if not any(d == held for _, d in out):
+            out.append((None, held))
+    if (None, digest) in out:
+        out.remove((None, digest))
+    out.append((name, digest))
+    return out
+
+
+def model_untag(entries: list, names: list[str]) -> list:
+    out = [e for e in entries if e[0] not in names]
+    for held in {d for n, d in entries if n in names}:
+        if not any(d == held for _, d in out):
+            out.append((None, held))
+    return out
+
+
+def read_entries(root: Path) -> list[tuple[str | None, str]]:
+    index = json.loads((root / "index.json").read_text())
+    return [((m.get("annotations") or {}).get(REF_NAME), m["digest"]) for m in index["manifests"]]
+
+
+def key(entries: list) -> list:
+    return sorted(entries, key=lambda e: (e[0] or "", e[1]))
+
+
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("rm"), st.lists(st.sampled_from(NAMES + ["#0", "#1", "#2", "%0", "%1"]), min_size=1, max_size=3), st.booleans()),
+        st.tuples(st.just("tag"), st.sampled_from(NAMES + ["#0", "#1"]), st.sampled_from(NAMES)),
+        st.tuples(st.just("untag"), st.lists(st.sampled_from(NAMES), min_size=1, max_size=2, unique=True), st.just(False)),
+    ),
+    min_size=1,
+    max_size=5,
+)
+
+
+def concrete(ref: str, entries: list) -> str:
+    """`#k`: the k-th distinct entry digest, `%k`: its 10-hex prefix; else a name."""
+    if ref[0] in "#%":
+        digests = sorted({d for _, d in entries})
+        if not digests:
+            return "sha256:" + "0" * 64
+        d = digests[int(ref[1:]) % len(digests)]
+        return d if ref[0] == "#" else d[7:17]
+    return ref
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(spec=layouts(), steps=ops)
+def test_random_batches_match_the_model(spec: dict, steps: list) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        world, entries, present = build(root, spec)
+        layout = Layout.open(root)
+        for op, arg, flag in steps:
+            before_blobs = {f"sha256:{p.name}" for p in (root / "blobs" / "sha256").iterdir()}
+            if op == "rm":
+                refs = [concrete(r, entries) for r in arg]
+                expected = model_rm(world, entries, refs, flag)
+                layout.delete(refs, force=flag)
+                removed_roots = {d for _, d in entries} - {d for _, d in expected}
+                gone = reach(world, removed_roots) - reach(world, {d for _, d in expected})
+                assert {f"sha256:{p.name}" for p in (root / "blobs" / "sha256").iterdir()} == before_blobs - gone
+            elif op == "tag":
+                src = concrete(arg, entries)
+                expected = model_tag(entries, src, flag)
+                try:
+                    layout.tag(src, flag)
+                except OcilayoutError:
+                    assert model_resolve(entries, src) is None
+                assert {f"sha256:{p.name}" for p in (root / "blobs" / "sha256").iterdir()} == before_blobs
+            else:
+                expected = model_untag(entries, arg)
+                try:
+                    layout.untag(arg)
+                except NotFoundError:
+                    assert not any(n in arg for n, _ in entries)
+                assert {f"sha256:{p.name}" for p in (root / "blobs" / "sha256").iterdir()} == before_blobs
+            assert key(read_entries(root)) == key(expected), (op, arg, flag)
+            entries = expected
+            now = {f"sha256:{p.name}" for p in (root / "blobs" / "sha256").iterdir()}
+            live = reach(world, {d for _, d in entries}) & present
+            assert live <= now, "a blob reachable from index.json was deleted"
