@@ -14,10 +14,12 @@ from .errors import (
     OperationFailed,
     UsageError,
 )
+from .gc import GcReport, RemovedBlob, StrayFile, gc_shared
 from .layout import Layout, Listing, Tree
 from .listing import ImageRow, InspectReport, TreeNode
 from .resolve import Resolved
 from .tagging import TagReport, UntagReport
+from .verify import Problem, VerifyReport, verify_layout
 
 __version__ = "0.1.0"
 
@@ -27,6 +29,7 @@ __all__ = [
     "CorruptLayoutError",
     "Descriptor",
     "Digest",
+    "GcReport",
     "ImageRemoval",
     "ImageRow",
     "InspectReport",
@@ -38,14 +41,20 @@ __all__ = [
     "OcilayoutError",
     "OperationFailed",
     "Platform",
+    "Problem",
     "ReferenceFailure",
     "RemovalReport",
+    "RemovedBlob",
     "Resolved",
+    "StrayFile",
     "TagReport",
     "Tree",
     "TreeNode",
     "UntagReport",
     "UsageError",
+    "VerifyReport",
     "__version__",
+    "gc_shared",
     "parse_digest",
+    "verify_layout",
 ]

@@ -46,7 +46,8 @@ def common_options(func: F) -> F:
         type=click.Path(path_type=Path, file_okay=False),
         expose_value=False,
         callback=_remember("shared_blobs"),
-        help="Also read blobs from this shared blob directory (never deleted from).",
+        help="Also read blobs from this shared blob directory (never deleted from, except by"
+        " `gc --shared-blobs DIR --layout A --layout B ...`).",
     )(func)
     func = click.option(
         "--strict",
@@ -315,6 +316,174 @@ def untag_command(layout: Path, names: tuple[str, ...], dry_run: bool, lock_time
         click.echo(f"error: no such name: {name}", err=True)
     if report.not_found:
         sys.exit(3 if not report.untagged else 1)
+
+
+# -- gc and verify --------------------------------------------------------------------------
+
+
+def _grace_value(_ctx: click.Context, _param: click.Parameter, value: str) -> float:
+    from .gc import parse_duration
+
+    try:
+        return parse_duration(value)
+    except OcilayoutError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@cli.command("gc")
+@click.argument("layout", required=False, type=click.Path(path_type=Path))
+@click.option(
+    "--layout",
+    "layouts",
+    multiple=True,
+    metavar="LAYOUT",
+    type=click.Path(path_type=Path),
+    help="With --shared-blobs DIR: one layout that uses DIR. Repeat it for EVERY such layout.",
+)
+@click.option(
+    "--grace",
+    default="1h",
+    show_default=True,
+    metavar="DURATION",
+    callback=_grace_value,
+    help="Keep unreferenced blobs modified less than this long ago: seconds, or 30m, 1h, 2d (0 allowed).",
+)
+@dry_run_option
+@lock_option
+@format_option
+@quiet_option
+@common_options
+@handle_errors
+def gc_command(
+    layout: Path | None,
+    layouts: tuple[Path, ...],
+    grace: float,
+    dry_run: bool,
+    lock_timeout: float,
+    output_format: str,
+    quiet: bool,
+) -> None:
+    """Delete blobs that no entry of index.json reaches.
+
+    \b
+    ocilayout gc LAYOUT
+        Collects LAYOUT's own blobs/ directory. A --shared-blobs directory is
+        only read, never collected.
+    ocilayout gc --shared-blobs DIR --layout A --layout B ...
+        Collects DIR itself: every blob in DIR that none of the NAMED layouts
+        reaches is deleted. WARNING: a layout that uses DIR but is not named
+        here loses the blobs that only it uses. Name every layout sharing DIR.
+
+    Unreferenced blobs modified less than --grace ago are kept (another tool may
+    be writing an image whose index.json entry is not there yet). Files under
+    blobs/ that are not blobs are reported, never deleted; ocilayout's own
+    leftover temporary files older than --grace are removed. If a blob that an
+    entry reaches cannot be read, nothing is deleted (a warning says which).
+    Holds the layout lock (every named layout's, for the shared form).
+    """
+    from .gc import gc_shared
+
+    options = click.get_current_context().ensure_object(Options)
+    if layouts:
+        if layout is not None:
+            raise click.UsageError(
+                "give either LAYOUT, or --shared-blobs DIR with a --layout for every layout sharing DIR; not both"
+            )
+        if options.shared_blobs is None:
+            raise click.UsageError("--layout collects a shared blob directory: name it with --shared-blobs DIR")
+        report = gc_shared(
+            options.shared_blobs,
+            layouts,
+            grace=grace,
+            dry_run=dry_run,
+            lock_timeout=lock_timeout,
+            strict=options.strict,
+        )
+    elif layout is None:
+        raise click.UsageError(
+            "missing LAYOUT (or, to collect a shared blob directory: --shared-blobs DIR --layout A --layout B ...)"
+        )
+    else:
+        report = _open(layout).gc(grace=grace, dry_run=dry_run, lock_timeout=lock_timeout)
+        if options.shared_blobs is not None and not quiet and output_format != "json":
+            click.echo(
+                f"note: {options.shared_blobs} was only read; to collect it, name every layout that uses it: "
+                f"ocilayout gc --shared-blobs {options.shared_blobs} --layout A --layout B ...",
+                err=True,
+            )
+    _print_gc(report, output_format, quiet)
+    if report.exit_code:
+        sys.exit(report.exit_code)
+
+
+def _print_gc(report: Any, output_format: str, quiet: bool) -> None:
+    if output_format == "json":
+        click.echo(render.dumps(report))
+        return
+    _warn(report.warnings, quiet)
+    dry = report.dry_run
+    for blob in report.removed:
+        if quiet:
+            click.echo(blob.digest)
+        else:
+            click.echo(f"{'Would delete' if dry else 'Deleted'}: {blob.digest} ({render.human_size(blob.size)})")
+    for key, message in report.errors.items():
+        click.echo(f"error: {_one_line(message)}", err=True)
+    if quiet:
+        return
+    for path in report.temp_files_removed:
+        click.echo(f"{'Would remove' if dry else 'Removed'} temporary file: {_one_line(repr(str(path))[1:-1])}")
+    for stray in report.strays:
+        click.echo(f"Not a blob (kept): {_one_line(repr(str(stray.path))[1:-1])}: {stray.reason}")
+    if report.kept_young:
+        click.echo(
+            f"Kept {report.kept_young} unreferenced blobs ({render.human_size(report.kept_young_bytes)}) "
+            f"younger than the grace period ({report.grace:g}s)"
+        )
+    verb = "Would reclaim" if dry else "Total reclaimed space"
+    click.echo(f"{verb}: {render.human_size(report.bytes_freed)} in {report.blobs_removed} blobs")
+
+
+@cli.command("verify", short_help="Check every reachable blob (presence, size, digest, schema).")
+@layout_argument
+@click.option("--allow-sparse", is_flag=True, help="Report missing blobs (partial copies) as warnings, not problems.")
+@format_option
+@quiet_option
+@common_options
+@handle_errors
+def verify_command(layout: Path, allow_sparse: bool, output_format: str, quiet: bool) -> None:
+    """Check LAYOUT: every blob index.json reaches is present, of its declared size,
+    and hashes to its digest; manifests, indexes and configs are valid; oci-layout
+    and index.json are valid. Also lists unreachable blobs and stray files.
+
+    Prints each problem on one line (--format json: a JSON list). Exit 0 when
+    clean, 1 when problems were found. Shows a progress bar on stderr when stderr
+    is a terminal. Changes nothing and takes no lock. `fsck` is the same command.
+    """
+    from .progress import byte_progress
+    from .verify import verify_layout
+
+    options = click.get_current_context().ensure_object(Options)
+    with byte_progress("verifying", enabled=False if quiet else None) as progress:
+        report = verify_layout(layout, options.shared_blobs, allow_sparse=allow_sparse, progress=progress)
+    if output_format == "json":
+        click.echo(render.dumps(report.problems))
+    else:
+        for problem in report.problems:
+            click.echo(str(problem))
+    _warn(report.warnings, quiet)
+    if not quiet:
+        state = "ok" if report.ok else f"{len(report.problems)} problem{'s' if len(report.problems) != 1 else ''}"
+        click.echo(
+            f"{state}: {report.blobs_checked} of {report.reachable} reachable blobs checked, "
+            f"{render.human_size(report.bytes_hashed)} hashed in {report.seconds:.1f}s",
+            err=True,
+        )
+    if report.exit_code:
+        sys.exit(report.exit_code)
+
+
+cli.add_command(verify_command, "fsck")
 
 
 def main() -> None:

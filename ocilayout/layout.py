@@ -11,6 +11,7 @@ from .delete import RemovalReport, finish_report, plan_removal
 from .descriptor import Platform, parse_platform_spec
 from .errors import CorruptLayoutError, NotFoundError
 from .filters import parse_filters
+from .gc import DEFAULT_GRACE, GcReport, collect_garbage, parse_duration
 from .graph import Graph
 from .indexfile import IndexFile
 from .listing import ImageRow, InspectReport, TreeNode, build_tree, inspect_image, list_images
@@ -18,6 +19,7 @@ from .lock import DEFAULT_LOCK_TIMEOUT
 from .resolve import Resolved, resolve
 from .storage import LayoutStore
 from .tagging import TagReport, UntagReport, plan_tag, plan_untag, require_names_found
+from .verify import ProgressCallback, VerifyReport, verify_layout
 from .writepath import change
 
 PathLike = str | os.PathLike[str]
@@ -182,3 +184,27 @@ class Layout:
             return self.store.local_path(digest).stat().st_size  # type: ignore[arg-type]
         except OSError:
             return 0
+
+    # -- gc and verify ------------------------------------------------------------------
+
+    def gc(
+        self,
+        *,
+        grace: float | str = DEFAULT_GRACE,
+        dry_run: bool = False,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    ) -> GcReport:
+        """Delete blobs of the own blobs/ that no entry reaches and older than `grace` seconds.
+
+        `grace` may also be text such as "1h" or "30m". A shared blob directory is read but
+        never collected here (see `ocilayout.gc.gc_shared`).
+        """
+        report = collect_garbage(
+            self.store, grace=parse_duration(grace), dry_run=dry_run, lock_timeout=lock_timeout, strict=self.strict
+        )
+        self.reload()
+        return report
+
+    def verify(self, *, allow_sparse: bool = False, progress: ProgressCallback | None = None) -> VerifyReport:
+        """Check every reachable blob (presence, size, digest, schema); list unreachable and stray files."""
+        return verify_layout(self.path, self.store.shared_blobs, allow_sparse=allow_sparse, progress=progress)
