@@ -100,6 +100,7 @@ class Graph:
         self._nodes: dict[Digest, Node] = {}
         self._configs: dict[Digest, ConfigInfo | None] = {}
         self._warned: set[str] = set()
+        self._documents: dict[Digest, dict[str, Any]] = {}  # read by document(), not yet by node()
 
     def warn(self, message: str) -> None:
         """Record a warning once."""
@@ -119,9 +120,23 @@ class Graph:
         cached = self._nodes.get(digest)
         if cached is not None:
             return cached
-        node = self._load(descriptor, promised)
+        document = self._documents.pop(digest, None)
+        node = self._load(descriptor, promised) if document is None else self._from_document(digest, promised, document)
         self._nodes[digest] = node
         return node
+
+    def document(self, descriptor: Descriptor) -> Any:
+        """A blob's parsed JSON for display (None when absent or not JSON); `node` reuses this read."""
+        digest = descriptor.digest
+        try:
+            document = loads_strict(self.store.read_blob(digest, MAX_DOCUMENT_BYTES), f"blob {digest}")
+        except OcilayoutError:
+            return None
+        if isinstance(document, dict) and digest not in self._nodes and kind_of_media_type(
+            descriptor.media_type
+        ) is not Kind.LEAF:
+            self._documents[digest] = document
+        return document
 
     def _load(self, descriptor: Descriptor, promised: Kind) -> Node:
         digest = descriptor.digest

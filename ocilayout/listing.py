@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .descriptor import Descriptor
-from .errors import OcilayoutError
+from .digest import Digest
 from .graph import Graph, Node, NodeState
-from .indexfile import IndexFile, loads_strict
-from .mediatypes import CREATED, Kind
+from .indexfile import IndexFile
+from .mediatypes import CREATED, DOCKER_CONFIG, OCI_CONFIG, Kind
 from .resolve import Resolved
 from .storage import LayoutStore
 
@@ -66,10 +66,11 @@ def list_images(index: IndexFile, graph: Graph) -> list[ImageRow]:
     """A row per entry: kind, platforms, total size of its unique blobs, created time."""
     rows = []
     cache: dict[Any, tuple[str, list[str], int, str | None, int]] = {}
+    present: dict[Digest, bool] = {}
     for entry in index.entries:
         key = entry.digest
         if key not in cache:
-            cache[key] = _summarise(entry.descriptor, graph)
+            cache[key] = _summarise(entry.descriptor, graph, present)
         kind, platforms, size, created, missing = cache[key]
         if not platforms and entry.descriptor.platform is not None:
             platforms = [str(entry.descriptor.platform)]
@@ -88,9 +89,28 @@ def list_images(index: IndexFile, graph: Graph) -> list[ImageRow]:
     return rows
 
 
-def _summarise(descriptor: Descriptor, graph: Graph) -> tuple[str, list[str], int, str | None, int]:
+def _summarise(
+    descriptor: Descriptor, graph: Graph, present: dict[Digest, bool]
+) -> tuple[str, list[str], int, str | None, int]:
     node = graph.node(descriptor)
     reach = graph.reach([descriptor])
+    missing = len(reach.missing)
+    # Configs and layers are never opened by the walk: one lstat each says whether they exist.
+    for digest, child in reach.descriptors.items():
+        if digest not in present:
+            child_node = graph.node(child)
+            if child_node.state is NodeState.MISSING:
+                present[digest] = False
+                if child_node.kind is Kind.UNKNOWN:
+                    graph.warn(_missing_blob(child))
+            elif child_node.state is NodeState.NOT_READ:
+                present[digest] = graph.store.locate_quiet(digest) is not None
+                if not present[digest]:
+                    graph.warn(_missing_blob(child))
+            else:
+                present[digest] = True
+        if not present[digest] and digest not in reach.missing:
+            missing += 1
     created = node.annotations.get(CREATED)
     platforms: list[str] = []
     if node.kind is Kind.INDEX:
@@ -102,36 +122,41 @@ def _summarise(descriptor: Descriptor, graph: Graph) -> tuple[str, list[str], in
             if info.os and info.architecture:
                 platform = f"{info.os}/{info.architecture}"
                 platforms = [f"{platform}/{info.variant}" if info.variant else platform]
-    kind = node.kind.value if node.state is not NodeState.MISSING else "missing"
-    return kind, platforms, reach.size(), created, len(reach.missing)
+    kind = _kind(node) if node.state is not NodeState.MISSING else "missing"
+    return kind, platforms, reach.size(), created, missing
+
+
+def _missing_blob(descriptor: Descriptor) -> str:
+    return f"missing blob {descriptor.digest} ({descriptor.media_type or 'no media type'})"
+
+
+def _kind(node: Node) -> str:
+    """`image`, `index`, `artifact`...: a manifest with an artifactType or a non-image config is an artifact."""
+    if node.kind is Kind.IMAGE and (
+        node.artifact_type is not None
+        or (node.config is not None and node.config.media_type not in (OCI_CONFIG, DOCKER_CONFIG, None))
+    ):
+        return Kind.ARTIFACT.value
+    return node.kind.value
 
 
 def inspect_image(store: LayoutStore, graph: Graph, resolved: Resolved) -> InspectReport:
     """The raw documents behind a resolved reference."""
+    manifest = graph.document(resolved.descriptor)  # read before node(), which reuses it
     node = graph.node(resolved.descriptor)
-    manifest = _document(store, resolved.descriptor)
     config = None
     if node.config is not None:
-        config = _document(store, node.config)
+        config = graph.document(node.config)
     raw = dict(resolved.entries[0].raw) if resolved.platform is None else _descriptor_json(resolved.descriptor)
     return InspectReport(
         reference=resolved.reference,
         names=resolved.names,
         descriptor=raw,
-        kind=node.kind.value,
+        kind=_kind(node),
         platform=str(resolved.platform) if resolved.platform else None,
         manifest=manifest,
         config=config,
     )
-
-
-def _document(store: LayoutStore, descriptor: Descriptor) -> Any:
-    try:
-        if store.locate(descriptor.digest) is None:
-            return None
-        return loads_strict(store.read_blob(descriptor.digest), f"blob {descriptor.digest}")
-    except OcilayoutError:
-        return None
 
 
 def _descriptor_json(descriptor: Descriptor) -> dict[str, Any]:
@@ -147,21 +172,30 @@ def build_tree(graph: Graph, descriptor: Descriptor, name: str | None = None) ->
     root = _tree_node(graph, descriptor, "entry", name)
     # Explicit stack: a hostile layout must not be able to exhaust Python's recursion limit.
     stack: list[tuple[TreeNode, Descriptor, tuple[Any, ...]]] = [(root, descriptor, (descriptor.digest,))]
+    # Each blob's children are shown once per root: a DAG that lists one index twice per level
+    # would otherwise print 2**depth lines. Pre-order, so "shown above" is true on screen.
+    expanded: set[Digest] = set()
     while stack:
         tree, desc, path = stack.pop()
         node = graph.node(desc)
         if not node.children:
             continue
+        if desc.digest in expanded:
+            tree.note = tree.note or "shown above"
+            continue
+        expanded.add(desc.digest)
         if len(path) > graph.max_depth:
             tree.note = f"deeper than {graph.max_depth} levels; not shown"
             continue
+        pending = []
         for child, role in _roles(node):
             sub = _tree_node(graph, child, role)
             tree.children.append(sub)
             if child.digest in path:
                 sub.note = "cycle: already an ancestor"
                 continue
-            stack.append((sub, child, path + (child.digest,)))
+            pending.append((sub, child, path + (child.digest,)))
+        stack.extend(reversed(pending))
     return root
 
 
@@ -186,12 +220,14 @@ def _tree_node(graph: Graph, descriptor: Descriptor, role: str, name: str | None
     state = node.state
     if state is NodeState.NOT_READ and node.kind is Kind.LEAF:
         state = NodeState.NOT_READ if graph.store.locate_quiet(descriptor.digest) else NodeState.MISSING
+        if state is NodeState.MISSING:
+            graph.warn(_missing_blob(descriptor))
     return TreeNode(
         role=role,
         digest=str(descriptor.digest),
         media_type=descriptor.media_type,
         size=descriptor.size,
-        kind=node.kind.value,
+        kind=_kind(node),
         state=state.value,
         name=name,
         platform=str(descriptor.platform) if descriptor.platform else None,
