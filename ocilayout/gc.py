@@ -265,13 +265,34 @@ def _incomplete_warning(where: str, reach: Reach) -> str:
     )
 
 
+def _absent_entries_warning(where: str, store: LayoutStore, index: IndexFile) -> str | None:
+    """An entry whose own manifest is in no blob directory makes the reach unknowable.
+
+    A sparse copy leaves children of an index out, never the entry's own manifest; a
+    missing one rather means a forgotten --shared-blobs (or damage), and the blobs it
+    references may well be here. Doubt keeps: nothing is deleted.
+    """
+    absent = [e for e in index.entries if store.locate_quiet(e.digest) is None]
+    if not absent:
+        return None
+    shown = ", ".join(f"{e.name or '<none>'} ({e.digest})" for e in absent[:3])
+    more = f" and {len(absent) - 3} more" if len(absent) > 3 else ""
+    return (
+        f"{where}the manifest of entry {shown}{more} is in no blob directory, so what it references "
+        "cannot be known; nothing deleted (does this layout use a shared blob directory? pass --shared-blobs)"
+    )
+
+
 def _plan_layout(store: LayoutStore, index: IndexFile, graph: Graph, grace: float, now: float) -> _Plan:
     reach = graph.reach(e.descriptor for e in index.entries)
+    absent = _absent_entries_warning("", store, index)
     scan = scan_blob_dir(store)
     scan.temp_files.extend(_root_temp_files(store.root))
-    plan = _sweep(scan, reach.descriptors, reach.complete, grace, now)
+    plan = _sweep(scan, reach.descriptors, reach.complete and absent is None, grace, now)
     if not reach.complete:
         plan.warnings.append(_incomplete_warning("", reach))
+    if absent is not None:
+        plan.warnings.append(absent)
     return plan
 
 
@@ -400,6 +421,10 @@ def gc_shared(
             if not reach.complete:
                 complete = False
                 warnings.append(_incomplete_warning(f"{root}: ", reach))
+            absent = _absent_entries_warning(f"{root}: ", graph.store, index)
+            if absent is not None:
+                complete = False
+                warnings.append(absent)
         for root, index, graph in zip(roots, indexes, graphs):
             warnings.extend(f"{root}: {w}" for w in [*index.warnings, *graph.warnings])
         scan = scan_blob_dir(stores[0], shared, ignore=(LOCK_FILE,))

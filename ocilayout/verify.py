@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from . import schemas
 from .descriptor import Descriptor, parse_descriptor
 from .digest import Digest
 from .errors import CorruptLayoutError, NotFoundError, OcilayoutError
@@ -331,6 +330,8 @@ def _validate_document(data: bytes, blob: _Blob) -> list[str]:
         document.get("schemaVersion") == 1 or "fsLayers" in document
     ):
         return []  # Docker schema1: not described by our schemas
+    from . import schemas  # jsonschema is slow to import; only verify needs it
+
     return schemas.validate(document, kind)
 
 
@@ -415,6 +416,8 @@ def _read_roots(store: LayoutStore, report: VerifyReport) -> list[tuple[Descript
     except OcilayoutError as exc:
         report.problems.append(Problem("index", "index.json", _strip_path(str(exc), root, "index.json")))
         return None
+    from . import schemas  # jsonschema is slow to import; only verify needs it
+
     schema_lines = schemas.validate(document, "index")
     for line in schema_lines:
         report.problems.append(Problem("index", "index.json", line.removeprefix("index: ")))
