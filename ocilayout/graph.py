@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping
 
 from .descriptor import Descriptor, parse_descriptor, platform_from_json
 from .digest import Digest, parse_digest
-from .errors import CorruptLayoutError, OcilayoutError
+from .errors import CorruptLayoutError, NotFoundError, OcilayoutError
 from .indexfile import loads_strict
 from .mediatypes import (
     DOCKER_CONFIG,
@@ -141,24 +141,20 @@ class Graph:
     def _load(self, descriptor: Descriptor, promised: Kind) -> Node:
         digest = descriptor.digest
         try:
-            path = self.store.locate(digest)
-        except CorruptLayoutError as exc:
-            return self._unreadable(digest, promised, str(exc))
-        if path is None:
-            if promised is not Kind.UNKNOWN:
-                message = f"missing {promised} {digest} (sparse layout?)"
-                if self.strict:
-                    raise CorruptLayoutError(message)
-                self.warn(message)
-            return Node(digest, promised, NodeState.MISSING)
-        try:
             if promised is Kind.UNKNOWN:
                 head = self.store.read_blob_head(digest, _SNIFF_BYTES)
                 if not head.lstrip().startswith(b"{"):
                     return Node(digest, Kind.LEAF, NodeState.NOT_READ)
             data = self.store.read_blob(digest, MAX_DOCUMENT_BYTES)
+        except NotFoundError:
+            if promised is not Kind.UNKNOWN:
+                message = f"missing {promised} {digest} (sparse layout?)"
+                if self.strict:
+                    raise CorruptLayoutError(message) from None
+                self.warn(message)
+            return Node(digest, promised, NodeState.MISSING)
         except OcilayoutError as exc:
-            if promised is Kind.UNKNOWN:
+            if promised is Kind.UNKNOWN and "larger than" in str(exc):
                 # An unknown blob too large to be a manifest is data, not a document.
                 return Node(digest, Kind.LEAF, NodeState.NOT_READ, problem=str(exc))
             return self._unreadable(digest, promised, str(exc))

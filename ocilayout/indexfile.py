@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Iterable
 
 from .descriptor import Descriptor, parse_descriptor
@@ -35,7 +36,7 @@ class Entry:
         return self.descriptor.digest
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class IndexFile:
     """A parsed `index.json`: its top-level object and its validated entries."""
 
@@ -45,6 +46,10 @@ class IndexFile:
 
     def names(self) -> dict[str, list[Entry]]:
         """Entries by ref name (a name may appear on several entries in the wild)."""
+        return self._by_name
+
+    @cached_property
+    def _by_name(self) -> dict[str, list[Entry]]:
         by_name: dict[str, list[Entry]] = {}
         for entry in self.entries:
             if entry.name is not None:
@@ -52,7 +57,11 @@ class IndexFile:
         return by_name
 
     def by_digest(self) -> dict[Digest, list[Entry]]:
-        """Entries grouped by digest, in index order."""
+        """Entries grouped by digest, in index order (computed once; do not mutate)."""
+        return self._by_digest
+
+    @cached_property
+    def _by_digest(self) -> dict[Digest, list[Entry]]:
         groups: dict[Digest, list[Entry]] = {}
         for entry in self.entries:
             groups.setdefault(entry.digest, []).append(entry)

@@ -46,8 +46,15 @@ class Layout:
 
     def __init__(self, store: LayoutStore, index: IndexFile, *, strict: bool = False) -> None:
         self.store = store
-        self.index = index
+        self._index: IndexFile | None = index
         self.strict = strict
+
+    @property
+    def index(self) -> IndexFile:
+        """The parsed `index.json` (re-read lazily after this object changed the layout)."""
+        if self._index is None:
+            self._index = self.store.read_index()
+        return self._index
 
     @classmethod
     def open(cls, path: PathLike, shared_blobs: PathLike | None = None, *, strict: bool = False) -> Layout:
@@ -74,8 +81,8 @@ class Layout:
         return Graph(self.store, strict=self.strict)
 
     def reload(self) -> None:
-        """Re-read `index.json` (after another process may have changed it)."""
-        self.index = self.store.read_index()
+        """Forget the parsed `index.json`; the next use re-reads it."""
+        self._index = None
 
     # -- reading ------------------------------------------------------------------------
 
