@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Mapping
 
 from .digest import Digest, parse_digest
@@ -58,9 +59,13 @@ def platform_from_json(raw: object) -> Platform | None:
     )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Descriptor:
-    """A validated content descriptor. `size` is -1 only for Docker schema1 layers, which carry none."""
+    """A validated content descriptor. `size` is -1 only for Docker schema1 layers, which carry none.
+
+    Treated as immutable; not frozen only because frozen dataclasses construct several times
+    slower, and a big layout parses hundreds of thousands of these.
+    """
 
     media_type: str | None
     digest: Digest
@@ -91,16 +96,21 @@ def parse_descriptor(raw: object, where: str) -> Descriptor:
     media_type = raw.get("mediaType")
     if media_type is not None and not isinstance(media_type, str):
         raise CorruptLayoutError(f"{where}: mediaType must be a string")
-    annotations = _string_map(raw.get("annotations"), where)
+    raw_annotations = raw.get("annotations")
+    annotations = _NO_ANNOTATIONS if raw_annotations is None else _string_map(raw_annotations, where)
     artifact_type = raw.get("artifactType")
+    platform = raw.get("platform")
     return Descriptor(
-        media_type=media_type,
-        digest=digest,
-        size=size,
-        platform=platform_from_json(raw.get("platform")),
-        annotations=annotations,
-        artifact_type=artifact_type if isinstance(artifact_type, str) else None,
+        media_type,
+        digest,
+        size,
+        None if platform is None else platform_from_json(platform),
+        annotations,
+        artifact_type if isinstance(artifact_type, str) else None,
     )
+
+
+_NO_ANNOTATIONS: Mapping[str, str] = MappingProxyType({})
 
 
 def _string_map(raw: Any, where: str) -> dict[str, str]:

@@ -20,6 +20,7 @@ from .indexfile import loads_strict
 from .mediatypes import (
     DOCKER_CONFIG,
     OCI_CONFIG,
+    LEAF_TYPES,
     Kind,
     kind_of_media_type,
 )
@@ -264,20 +265,21 @@ class Graph:
     def reach(self, roots: Iterable[Descriptor]) -> Reach:
         """Every blob reachable from `roots` through strong edges (roots included)."""
         result = Reach()
+        seen = result.descriptors
         expanded: set[Digest] = set()
         stack: list[tuple[Descriptor, int]] = [(root, 0) for root in roots]
         stack.reverse()
         while stack:
             descriptor, depth = stack.pop()
             digest = descriptor.digest
-            known = result.descriptors.get(digest)
+            known = seen.get(digest)
             if known is None or (known.size < 0 <= descriptor.size):
-                result.descriptors[digest] = descriptor
+                seen[digest] = descriptor
             if digest in expanded:
                 continue
+            if descriptor.media_type in LEAF_TYPES and digest not in self._nodes:
+                continue  # a leaf by media type (never opened); a later non-leaf reference may expand it
             node = self.node(descriptor)
-            if node.state is NodeState.NOT_READ and node.kind is Kind.LEAF and digest not in self._nodes:
-                continue  # a leaf by media type; a later non-leaf reference may still expand it
             expanded.add(digest)
             if node.state is NodeState.MISSING and node.kind is not Kind.UNKNOWN:
                 result.missing.append(digest)
@@ -292,8 +294,8 @@ class Graph:
                 self.warn(message)
                 result.unreadable.append(digest)
                 continue
-            for child in reversed(node.children):
-                stack.append((child, depth + 1))
+            depth += 1
+            stack.extend((child, depth) for child in reversed(node.children))
         return result
 
     def config_info(self, descriptor: Descriptor) -> ConfigInfo | None:
