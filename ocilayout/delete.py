@@ -17,7 +17,6 @@ from .errors import ConflictError, OcilayoutError
 from .filters import is_parent, select
 from .graph import Graph, Reach
 from .indexfile import Entry, IndexFile
-from .mediatypes import Kind
 from .resolve import Resolved, resolve
 from .storage import LayoutStore
 

@@ -72,11 +72,8 @@ def image_facts(index: IndexFile, graph: Graph) -> list[ImageFacts]:
 def select(index: IndexFile, graph: Graph, filters: dict[str, list[str]]) -> list[Digest]:
     """Digests of the images that pass every filter key."""
     facts = image_facts(index, graph)
-    predicates: list[Callable[[ImageFacts], bool]] = []
-    for key, values in filters.items():
-        tests = [_predicate(key, value, index, graph, facts) for value in values]
-        predicates.append(lambda image, tests=tests: any(t(image) for t in tests))
-    return [image.digest for image in facts if all(p(image) for p in predicates)]
+    groups = [[_predicate(key, value, index, graph, facts) for value in values] for key, values in filters.items()]
+    return [image.digest for image in facts if all(any(t(image) for t in tests) for tests in groups)]
 
 
 def is_parent(parent: tuple[Digest, ...], child: tuple[Digest, ...]) -> bool:

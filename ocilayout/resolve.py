@@ -92,10 +92,10 @@ def _resolve_entry(index: IndexFile, reference: str | None) -> Resolved:
 
     if ":" in reference and reference.split(":", 1)[0] in ALGORITHMS and is_digest(reference):
         digest = parse_digest(reference)
-        entries = groups.get(digest)
-        if not entries:
+        found = groups.get(digest)
+        if not found:
             raise NotFoundError(f"no image {digest} in index.json")
-        return Resolved(reference, ResolvedBy.DIGEST, digest, entries[0].descriptor, tuple(entries))
+        return Resolved(reference, ResolvedBy.DIGEST, digest, found[0].descriptor, tuple(found))
 
     prefix = reference
     algorithm = None
