@@ -99,7 +99,9 @@ class Transaction:
         except OcilayoutError:
             result.kept_for_foreign_writer = doomed
             return []
-        known = {e.digest for e in self.index.entries}
+        # Compare with what we wrote, not what we read: a writer that rewrote index.json from
+        # an older read may have put back entries we just removed, and those count as added.
+        known = {e.digest for e in parse_index(expected).entries}
         added = [e.descriptor for e in foreign.entries if e.digest not in known]
         if graph is None or not added:
             return doomed if not added else []

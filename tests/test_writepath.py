@@ -122,3 +122,21 @@ def test_two_processes_deleting_different_images_lose_nothing(tmp_path: Path) ->
     others = reachable(root)
     leftovers = blob_set(root) - others
     assert not leftovers, f"{len(leftovers)} blobs of deleted images remain"
+
+
+def test_foreign_writer_restoring_removed_entry_keeps_its_blobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lock-ignoring writer puts back (from its older read) the entry we just removed."""
+    root = generate.build_fixture("multi", tmp_path / "multi")
+    original = (root / "index.json").read_bytes()
+    from ocilayout.storage import LayoutStore
+
+    real_write = LayoutStore.write_index
+
+    def write_then_foreign_rewrite(self: LayoutStore, data: bytes) -> None:
+        real_write(self, data)
+        (root / "index.json").write_bytes(original)  # the foreign writer's lost update
+
+    monkeypatch.setattr(LayoutStore, "write_index", write_then_foreign_rewrite)
+    report = Layout.open(root).delete(["tool"])
+    assert report.blobs_deleted == 0 and any("another writer" in w for w in report.warnings)
+    assert reachable(root) <= blob_set(root)
