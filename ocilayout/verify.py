@@ -24,21 +24,24 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
+from urllib.parse import urljoin
 
 from .descriptor import Descriptor, parse_descriptor
-from .digest import Digest
+from .digest import Digest, parse_digest
 from .errors import CorruptLayoutError, NotFoundError, OcilayoutError
 from .gc import scan_blob_dir
 from .graph import MAX_DEPTH, Graph, Node, NodeState
 from .indexfile import loads_strict
 from .mediatypes import ARTIFACT_TYPES, DOCKER_CONFIG, DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED, OCI_CONFIG, Kind
-from .storage import MAX_DOCUMENT_BYTES, LayoutStore
+from .storage import MAX_DOCUMENT_BYTES, LayoutStore, _open_regular
 
 CHUNK = 1024 * 1024
 DEFAULT_WORKERS = 2
@@ -215,6 +218,7 @@ class _Walk:
 @dataclass(slots=True)
 class _Job:
     blob: _Blob
+    path: Path
     size: int
 
 
@@ -294,7 +298,7 @@ def _hash_one(store: LayoutStore, job: _Job, buffer: bytearray, meter: _Meter, s
     document = bytearray() if keep else None
     result = _Result()
     try:
-        with store.open_blob(digest) as handle:
+        with _open_regular(job.path) as handle:  # no symlink followed, no FIFO opened
             while not stop.is_set():
                 count = handle.readinto(buffer)
                 if not count:
@@ -330,7 +334,236 @@ def _validate_document(data: bytes, blob: _Blob) -> list[str]:
         document.get("schemaVersion") == 1 or "fsLayers" in document
     ):
         return []  # Docker schema1: not described by our schemas
-    from . import schemas  # jsonschema is slow to import; only verify needs it
+    return _schema_problems(document, kind)
+
+
+# -- schema checks, with a fast path ------------------------------------------------------------
+#
+# jsonschema spends about 5 ms on one manifest (mostly its $ref machinery); a layout of
+# 100,000 images holds over 200,000 documents. `_FastSchemas` turns our schema files into
+# plain Python predicates that only ever answer "certainly valid": a False, or a keyword it
+# does not know when compiling, falls back to jsonschema, which is also what words the
+# problems. So a gap here costs speed, never a missed problem -- provided a True is never
+# wrong, which tests/test_verify.py checks against jsonschema on many documents.
+
+Predicate = Callable[[Any], bool]
+_ANNOTATIONS = frozenset({"$schema", "$comment", "title", "description", "$defs", "examples", "default"})
+
+
+class _Unsupported(Exception):
+    """A schema construct the fast path does not handle: use jsonschema for that kind."""
+
+
+class _FastSchemas:
+    def __init__(self, documents: dict[str, Any]) -> None:
+        self.documents = documents  # $id -> schema document
+        self._cache: dict[tuple[str, str], Predicate] = {}
+
+    def root(self, uri: str) -> Predicate:
+        return self._at(uri, "")
+
+    def _at(self, uri: str, pointer: str) -> Predicate:
+        key = (uri, pointer)
+        found = self._cache.get(key)
+        if found is not None:
+            return found
+        cell: list[Predicate] = []
+        self._cache[key] = lambda x: cell[0](x)  # recursion ("$ref": "#") resolves later
+        if uri not in self.documents:
+            raise _Unsupported(uri)
+        node = self.documents[uri]
+        for part in [p.replace("~1", "/").replace("~0", "~") for p in pointer.split("/")[1:]]:
+            if not isinstance(node, dict) or part not in node:
+                raise _Unsupported(f"{uri}#{pointer}")
+            node = node[part]
+        compiled = self._compile(node, uri)
+        cell.append(compiled)
+        self._cache[key] = compiled
+        return compiled
+
+    def _compile(self, schema: Any, base: str) -> Predicate:
+        if schema is True:
+            return lambda x: True
+        if schema is False:
+            return lambda x: False
+        if not isinstance(schema, dict):
+            raise _Unsupported(repr(schema))
+        if "$id" in schema and schema["$id"] != base:
+            raise _Unsupported("nested $id")
+        checks: list[Predicate] = []
+        for key, value in schema.items():
+            if key in _ANNOTATIONS or key in ("$id", "then", "else"):
+                continue
+            checks.append(self._keyword(key, value, schema, base))
+        if len(checks) == 1:
+            return checks[0]
+        if len(checks) == 2:
+            first, second = checks
+            return lambda x: first(x) and second(x)
+
+        def every(x: Any) -> bool:
+            for check in checks:
+                if not check(x):
+                    return False
+            return True
+
+        return every
+
+    def _keyword(self, key: str, value: Any, schema: dict[str, Any], base: str) -> Predicate:
+        if key == "type":
+            return _type_check([value] if isinstance(value, str) else list(value))
+        if key == "required":
+            names = frozenset(value)
+            return lambda x: not isinstance(x, dict) or names.issubset(x.keys())
+        if key == "properties":
+            props = {name: self._compile(sub, base) for name, sub in value.items()}
+
+            def properties(x: Any) -> bool:
+                if isinstance(x, dict):
+                    for name, item in x.items():
+                        check = props.get(name)
+                        if check is not None and not check(item):
+                            return False
+                return True
+
+            return properties
+        if key == "additionalProperties":
+            if "patternProperties" in schema:
+                raise _Unsupported("patternProperties")
+            known = set(schema.get("properties", {}))
+            extra = self._compile(value, base)
+
+            def additional(x: Any) -> bool:
+                if isinstance(x, dict):
+                    for name, item in x.items():
+                        if name not in known and not extra(item):
+                            return False
+                return True
+
+            return additional
+        if key == "items":
+            if "prefixItems" in schema:
+                raise _Unsupported("prefixItems")
+            each = self._compile(value, base)
+
+            def items(x: Any) -> bool:
+                if isinstance(x, list):
+                    for item in x:
+                        if not each(item):
+                            return False
+                return True
+
+            return items
+        if key == "pattern":
+            return _exact_pattern(value)
+        if key == "not":
+            inner = _exact_pattern_schema(value)
+            return lambda x: not inner(x)
+        if key == "if":
+            condition = _exact_pattern_schema(value)
+            then = self._compile(schema.get("then", True), base)
+            otherwise = self._compile(schema.get("else", True), base)
+            return lambda x: then(x) if condition(x) else otherwise(x)
+        if key == "allOf":
+            parts = [self._compile(sub, base) for sub in value]
+            return lambda x: all(p(x) for p in parts)
+        if key == "const":
+            return lambda x: _same(x, value)
+        if key == "enum":
+            options = list(value)
+            return lambda x: any(_same(x, o) for o in options)
+        if key in ("minimum", "maximum"):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise _Unsupported(key)
+            low = key == "minimum"
+            # Floats are left to jsonschema (False here means "not sure").
+            return lambda x: (
+                isinstance(x, bool)
+                or not isinstance(x, (int, float))
+                or (isinstance(x, int) and (x >= value if low else x <= value))
+            )
+        if key == "minLength":
+            return lambda x: not isinstance(x, str) or len(x) >= value
+        if key == "$ref":
+            uri, _, pointer = urljoin(base, value).partition("#")
+            return self._at(uri, pointer)
+        raise _Unsupported(key)
+
+
+_PLAIN_TYPES: dict[str, type | tuple[type, ...]] = {
+    "object": dict,
+    "array": list,
+    "string": str,
+    "null": type(None),
+    "boolean": bool,
+    "integer": int,  # 2.0 is an integer to JSON Schema; left to jsonschema here
+    "number": (int, float),
+}
+
+
+def _type_check(types: list[str]) -> Predicate:
+    unknown = [t for t in types if t not in _PLAIN_TYPES]
+    if unknown:
+        raise _Unsupported(f"type {unknown[0]}")
+    classes: tuple[type, ...] = ()
+    for name in types:
+        entry = _PLAIN_TYPES[name]
+        classes += entry if isinstance(entry, tuple) else (entry,)
+    if "boolean" in types:
+        return lambda x: isinstance(x, classes)
+    return lambda x: isinstance(x, classes) and not isinstance(x, bool)  # True is no integer
+
+
+def _exact_pattern(pattern: str) -> Predicate:
+    regex = re.compile(pattern)
+    return lambda x: not isinstance(x, str) or regex.search(x) is not None
+
+
+def _exact_pattern_schema(schema: Any) -> Predicate:
+    """Under `not` and `if` the answer must be exact both ways: only `{"pattern": ...}` is."""
+    if not isinstance(schema, dict) or set(schema) - {"pattern", "$comment"} or "pattern" not in schema:
+        raise _Unsupported("not/if other than a lone pattern")
+    return _exact_pattern(schema["pattern"])
+
+
+def _same(a: Any, b: Any) -> bool:
+    """JSON equality, stricter than JSON Schema's (2 vs 2.0 differ): strictness only costs speed."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return bool(a == b)
+
+
+_fast_lock = threading.Lock()
+_fast_validators: dict[str, Predicate | None] = {}
+
+
+def _fast_validator(kind: str) -> Predicate | None:
+    """The compiled "certainly valid" predicate for a schema kind, or None (jsonschema only)."""
+    with _fast_lock:
+        if kind not in _fast_validators:
+            from . import schemas  # jsonschema is slow to import; only verify needs it
+
+            try:
+                documents = {}
+                for name in schemas.SCHEMA_KINDS:
+                    document = json.loads((schemas.schema_dir() / f"{name}.json").read_text(encoding="utf-8"))
+                    documents[document["$id"]] = document
+                _fast_validators[kind] = _FastSchemas(documents).root(schemas.schema_id(kind))
+            except (_Unsupported, OSError, ValueError, KeyError, TypeError):
+                _fast_validators[kind] = None
+        return _fast_validators[kind]
+
+
+def _schema_problems(document: Any, kind: str) -> list[str]:
+    """Problems with `document` against the `kind` schema (empty when valid)."""
+    fast = _fast_validator(kind)
+    if fast is not None and fast(document):
+        return []
+    from . import schemas
 
     return schemas.validate(document, kind)
 
@@ -416,9 +649,7 @@ def _read_roots(store: LayoutStore, report: VerifyReport) -> list[tuple[Descript
     except OcilayoutError as exc:
         report.problems.append(Problem("index", "index.json", _strip_path(str(exc), root, "index.json")))
         return None
-    from . import schemas  # jsonschema is slow to import; only verify needs it
-
-    schema_lines = schemas.validate(document, "index")
+    schema_lines = _schema_problems(document, "index")
     for line in schema_lines:
         report.problems.append(Problem("index", "index.json", line.removeprefix("index: ")))
     if not isinstance(document, dict):
@@ -472,7 +703,7 @@ def _present_blobs(store: LayoutStore, walk: _Walk, report: VerifyReport, allow_
             report.problems.append(
                 Problem("size", str(digest), f"is {actual} bytes but {wheres[0]}{others} declares {declared}")
             )
-        jobs.append(_Job(blob, actual))
+        jobs.append(_Job(blob, path, actual))
     return jobs
 
 
@@ -497,9 +728,18 @@ def _list_unreferenced(store: LayoutStore, walk: _Walk, report: VerifyReport, *,
         report.strays.append(shown)
         report.problems.append(Problem("stray", shown, "leftover temporary file of ocilayout (gc removes it)"))
     for stray in scan.strays:
+        if _digest_of(stray.path) in walk.blobs:
+            continue  # a reachable digest that is not a regular file: reported as unreadable
         shown = _relative(stray.path, root)
         report.strays.append(shown)
         report.problems.append(Problem("stray", shown, stray.reason))
+
+
+def _digest_of(path: Path) -> Digest | None:
+    try:
+        return parse_digest(f"{path.parent.name}:{path.name}")
+    except OcilayoutError:
+        return None
 
 
 def _relative(path: Path, root: Path) -> str:
