@@ -29,7 +29,7 @@ from typing import Callable, Iterable, Sequence
 from .atomicwrite import TEMP_PREFIX
 from .digest import ALGORITHMS, Digest
 from .errors import CorruptLayoutError, NotFoundError, OcilayoutError, UsageError
-from .graph import Graph, Reach
+from .graph import Graph, NodeState, Reach
 from .indexfile import IndexFile
 from .lock import DEFAULT_LOCK_TIMEOUT, LOCK_FILE, layout_lock
 from .storage import BlobFile, LayoutStore
@@ -265,14 +265,20 @@ def _incomplete_warning(where: str, reach: Reach) -> str:
     )
 
 
-def _absent_entries_warning(where: str, store: LayoutStore, index: IndexFile) -> str | None:
+def _absent_entries_warning(where: str, graph: Graph, index: IndexFile) -> str | None:
     """An entry whose own manifest is in no blob directory makes the reach unknowable.
 
     A sparse copy leaves children of an index out, never the entry's own manifest; a
     missing one rather means a forgotten --shared-blobs (or damage), and the blobs it
     references may well be here. Doubt keeps: nothing is deleted.
     """
-    absent = [e for e in index.entries if store.locate_quiet(e.digest) is None]
+    absent = []
+    for entry in index.entries:
+        node = graph.node(entry.descriptor)  # cached by the reach just computed
+        if node.state is NodeState.MISSING:
+            absent.append(entry)
+        elif node.state is NodeState.NOT_READ and graph.store.locate_quiet(entry.digest) is None:
+            absent.append(entry)  # an entry typed as a leaf: never opened by the walk
     if not absent:
         return None
     shown = ", ".join(f"{e.name or '<none>'} ({e.digest})" for e in absent[:3])
@@ -285,7 +291,7 @@ def _absent_entries_warning(where: str, store: LayoutStore, index: IndexFile) ->
 
 def _plan_layout(store: LayoutStore, index: IndexFile, graph: Graph, grace: float, now: float) -> _Plan:
     reach = graph.reach(e.descriptor for e in index.entries)
-    absent = _absent_entries_warning("", store, index)
+    absent = _absent_entries_warning("", graph, index)
     scan = scan_blob_dir(store)
     scan.temp_files.extend(_root_temp_files(store.root))
     plan = _sweep(scan, reach.descriptors, reach.complete and absent is None, grace, now)
@@ -421,7 +427,7 @@ def gc_shared(
             if not reach.complete:
                 complete = False
                 warnings.append(_incomplete_warning(f"{root}: ", reach))
-            absent = _absent_entries_warning(f"{root}: ", graph.store, index)
+            absent = _absent_entries_warning(f"{root}: ", graph, index)
             if absent is not None:
                 complete = False
                 warnings.append(absent)
