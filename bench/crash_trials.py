@@ -1,0 +1,272 @@
+#!/usr/bin/env python3
+"""Crash trials: SIGKILL real `ocilayout rm|gc|tag|untag` processes at random instants.
+
+    .venv/bin/python bench/crash_trials.py --trials 200 --images 3000 [--seed 1] [--work DIR]
+
+One layout of `--images` images is generated (fixtures/generate.py bench layout), plus a copy
+with every 10th entry dropped from index.json (orphans for gc). A pool of command instances
+(rm of a batch of names, rm --filter, rm of one name, gc --grace 0, tag, tag that moves a name,
+untag) is run once each, uninterrupted, on a private copy: that gives each instance's final
+index.json, final blob set and running time T. Each trial then copies the base layout
+(`cp -a`), starts the instance, sleeps a random delay (a third of the trials uniform in
+[0, T], a third in [0.5 T, T], a third in [0.75 T, T], where writing and deleting happen) and
+sends SIGKILL. Afterwards:
+
+- index.json parses, validates against the project's index schema, and is byte-for-byte
+  either the original or the uninterrupted run's result (atomic replacement);
+- every blob index.json reaches exists (independent JSON walk), every file under blobs/ is
+  named by a valid digest and hashes to it (no temporary file under a blob name), files in the
+  layout root other than the layout's own are only `.ocilayout-tmp-*`;
+- the blob set lies between the uninterrupted run's final set and the original set (nothing
+  deleted that the whole command would not have deleted);
+- then `ocilayout gc --grace 0` exits 0 and leaves exactly the reachable blobs and no
+  temporary file.
+
+Prints one line per trial and a summary; exit status 1 when any trial failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import reliability_common as rc  # noqa: E402
+
+KINDS = ("rm-batch", "rm-filter", "rm-one", "gc", "tag", "tag-move", "untag")
+
+
+@dataclass
+class Instance:
+    kind: str
+    base: Path
+    args: list[str]  # after the layout path
+    ref_index: bytes = b""
+    ref_blobs: set[str] = field(default_factory=set)
+    seconds: float = 0.0
+
+    def argv(self, layout: Path) -> list[str]:
+        verb, *rest = self.args
+        return rc.ocilayout_argv(verb, layout, *rest)
+
+
+@dataclass
+class Trial:
+    number: int
+    kind: str
+    delay: float
+    phase: str
+    returncode: int | None
+    problems: list[str]
+
+
+@dataclass
+class Summary:
+    trials: int = 0
+    failures: int = 0
+    by_kind: Counter = field(default_factory=Counter)
+    failures_by_kind: Counter = field(default_factory=Counter)
+    phases: Counter = field(default_factory=Counter)
+    images: int = 0
+    blobs: int = 0
+    seconds: float = 0.0
+    failed: list[Trial] = field(default_factory=list)
+    instance_seconds: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "trials": self.trials,
+            "failures": self.failures,
+            "images": self.images,
+            "blobs": self.blobs,
+            "seconds": round(self.seconds, 1),
+            "by_kind": dict(self.by_kind),
+            "failures_by_kind": dict(self.failures_by_kind),
+            "phases": dict(self.phases),
+            "instance_seconds": self.instance_seconds,
+            "failed": [t.__dict__ for t in self.failed],
+        }
+
+
+def prepare(work: Path, images: int, seed: int) -> dict[str, Path]:
+    """The two base layouts: `plain` (minimal) and `orphans` (10% of entries dropped)."""
+    plain = work / "base-plain"
+    rc.generate.make_bench_layout(plain, images, seed=seed)
+    orphans = work / "base-orphans"
+    rc.copy_layout(plain, orphans)
+    rc.make_orphans(orphans)
+    return {"plain": plain, "orphans": orphans}
+
+
+def make_instances(bases: dict[str, Path], images: int, rng: random.Random, per_kind: int) -> list[Instance]:
+    names = [rc.generate.bench_entry_name(i) for i in range(images)]
+    instances = []
+    for kind in KINDS:
+        for variant in range(per_kind):
+            if kind == "rm-batch":
+                batch = rng.sample(names, min(len(names), rng.randint(max(2, images // 60), max(3, images // 15))))
+                instances.append(Instance(kind, bases["plain"], ["rm", *batch, "-q"]))
+            elif kind == "rm-filter":
+                digit = rng.randrange(10)
+                instances.append(Instance(kind, bases["plain"], ["rm", "--filter", f"reference=img-*{digit}", "-q"]))
+            elif kind == "rm-one":
+                instances.append(Instance(kind, bases["plain"], ["rm", rng.choice(names)]))
+            elif kind == "gc":
+                instances.append(Instance(kind, bases["orphans"], ["gc", "--grace", "0", "-q"]))
+            elif kind == "tag":
+                instances.append(Instance(kind, bases["plain"], ["tag", rng.choice(names), f"crash/new-{variant}"]))
+            elif kind == "tag-move":
+                source, target = rng.sample(names, 2)
+                instances.append(Instance(kind, bases["plain"], ["tag", source, target]))
+            elif kind == "untag":
+                instances.append(Instance(kind, bases["plain"], ["untag", *rng.sample(names, 3)]))
+    return instances
+
+
+def reference_run(instance: Instance, scratch: Path) -> None:
+    """Run the instance to completion on a private copy; remember its result and duration."""
+    rc.copy_layout(instance.base, scratch)
+    started = time.perf_counter()
+    result = subprocess.run(instance.argv(scratch), capture_output=True, text=True, env=rc.cli_env(), timeout=600)
+    instance.seconds = time.perf_counter() - started
+    if result.returncode != 0:
+        raise RuntimeError(f"reference run of {instance.args[:3]} failed ({result.returncode}): {result.stderr}")
+    instance.ref_index = (scratch / "index.json").read_bytes()
+    instance.ref_blobs = rc.blob_files(scratch)[0]
+    shutil.rmtree(scratch)
+
+
+def run_trial(
+    number: int, instance: Instance, layout: Path, delay: float, originals: dict[Path, tuple[bytes, set[str]]]
+) -> Trial:
+    original_index, original_blobs = originals[instance.base]
+    rc.copy_layout(instance.base, layout)
+    process = subprocess.Popen(
+        instance.argv(layout), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=rc.cli_env()
+    )
+    time.sleep(delay)
+    process.kill()  # SIGKILL; a no-op when it already exited
+    _, stderr = process.communicate(timeout=600)
+    problems: list[str] = []
+    if process.returncode not in (0, -9):
+        problems.append(f"command exited {process.returncode}: {stderr.decode(errors='replace')[-300:]}")
+
+    invariants, walk, blobs = rc.layout_problems(layout)
+    problems.extend(invariants)
+    index_now = (layout / "index.json").read_bytes()
+    if index_now == original_index:
+        index_state = "original"
+    elif index_now == instance.ref_index:
+        index_state = "new"
+    else:
+        index_state = "other"
+        problems.append("index.json is neither the original nor the completed command's result")
+    if not blobs <= original_blobs:
+        problems.append(f"{len(blobs - original_blobs)} blobs appeared that were not there before")
+    lost = instance.ref_blobs - blobs
+    if lost:
+        problems.append(f"{len(lost)} blobs deleted that the uninterrupted command keeps, e.g. {sorted(lost)[:2]}")
+    temps = rc.temp_files(layout)
+    phase = _phase(instance, process.returncode, index_state, blobs, original_blobs, bool(temps))
+
+    follow = rc.run_cli("gc", layout, "--grace", "0", "-q", timeout=600)
+    if follow.returncode != 0 or "Traceback" in follow.stderr:
+        problems.append(f"follow-up gc exited {follow.returncode}: {follow.stderr[-300:]}")
+    problems.extend(rc.minimal_problems(layout))
+    shutil.rmtree(layout)
+    return Trial(number, instance.kind, round(delay, 3), phase, process.returncode, problems)
+
+
+def _phase(instance: Instance, code: int | None, index_state: str, blobs: set[str], original: set[str], temps: bool) -> str:
+    if code == 0:
+        return "finished before the kill"
+    if index_state == "original":
+        if blobs != original:
+            return "deleting blobs" if blobs != instance.ref_blobs else "all blobs deleted, not exited"
+        return "killed with a temp index.json" if temps else "killed before any change"
+    if blobs == original:
+        return "index.json replaced, no blob deleted yet"
+    if blobs == instance.ref_blobs:
+        return "all blobs deleted, not exited"
+    return "index.json replaced, deleting blobs"
+
+
+def run_trials(
+    trials: int,
+    images: int,
+    seed: int,
+    work: Path,
+    *,
+    per_kind: int = 3,
+    log=print,
+) -> Summary:
+    started = time.perf_counter()
+    rng = random.Random(seed)
+    work.mkdir(parents=True, exist_ok=True)
+    bases = prepare(work, images, seed)
+    summary = Summary(images=images)
+    originals = {}
+    for base in bases.values():
+        originals[base] = ((base / "index.json").read_bytes(), rc.blob_files(base)[0])
+    summary.blobs = len(originals[bases["plain"]][1])
+    instances = make_instances(bases, images, rng, per_kind)
+    for position, instance in enumerate(instances):
+        reference_run(instance, work / f"reference-{position}")
+    for kind in KINDS:
+        times = [i.seconds for i in instances if i.kind == kind]
+        summary.instance_seconds[kind] = round(sum(times) / len(times), 3)
+    log(f"prepared {images} images, {summary.blobs} blobs, {len(instances)} command instances "
+        f"in {time.perf_counter() - started:.1f}s; mean uninterrupted times {summary.instance_seconds}")
+    for number in range(trials):
+        instance = instances[number % len(instances)] if number < len(instances) else rng.choice(instances)
+        low = (0.0, 0.5, 0.75)[number % 3]
+        delay = rng.uniform(low * instance.seconds, instance.seconds)
+        trial = run_trial(number, instance, work / "trial", delay, originals)
+        summary.trials += 1
+        summary.by_kind[trial.kind] += 1
+        summary.phases[trial.phase] += 1
+        status = "ok" if not trial.problems else "FAIL " + "; ".join(trial.problems)
+        if trial.problems:
+            summary.failures += 1
+            summary.failures_by_kind[trial.kind] += 1
+            summary.failed.append(trial)
+        log(f"trial {number:4d} {trial.kind:9s} delay {trial.delay:6.3f}s  {trial.phase:42s} {status}")
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=200)
+    parser.add_argument("--images", type=int, default=3000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--per-kind", type=int, default=3, help="command instances per kind")
+    parser.add_argument("--work", type=Path, help="scratch directory (default: a new one under /dev/shm)")
+    parser.add_argument("--json", type=Path, help="write the summary here")
+    args = parser.parse_args(argv)
+    scratch = args.work or Path(tempfile.mkdtemp(prefix="ocilayout-crash-", dir=rc.scratch_root()))
+    try:
+        summary = run_trials(args.trials, args.images, args.seed, scratch, per_kind=args.per_kind)
+    finally:
+        if args.work is None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    print(f"\ncrash trials: {summary.trials} trials, {summary.failures} failures, "
+          f"{summary.images} images / {summary.blobs} blobs, {summary.seconds:.0f}s")
+    print("by kind:", dict(summary.by_kind))
+    print("where the kill landed:", dict(summary.phases))
+    if args.json:
+        args.json.write_text(json.dumps(summary.as_dict(), indent=2))
+    return 1 if summary.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
