@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,10 +68,11 @@ def list_images(index: IndexFile, graph: Graph) -> list[ImageRow]:
     rows = []
     cache: dict[Any, tuple[str, list[str], int, str | None, int]] = {}
     present: dict[Digest, bool] = {}
+    on_disk = _BlobNames(graph.store)
     for entry in index.entries:
         key = entry.digest
         if key not in cache:
-            cache[key] = _summarise(entry.descriptor, graph, present)
+            cache[key] = _summarise(entry.descriptor, graph, present, on_disk)
         kind, platforms, size, created, missing = cache[key]
         if not platforms and entry.descriptor.platform is not None:
             platforms = [str(entry.descriptor.platform)]
@@ -90,12 +92,13 @@ def list_images(index: IndexFile, graph: Graph) -> list[ImageRow]:
 
 
 def _summarise(
-    descriptor: Descriptor, graph: Graph, present: dict[Digest, bool]
+    descriptor: Descriptor, graph: Graph, present: dict[Digest, bool], on_disk: _BlobNames
 ) -> tuple[str, list[str], int, str | None, int]:
     node = graph.node(descriptor)
     reach = graph.reach([descriptor])
     missing = len(reach.missing)
-    # Configs and layers are never opened by the walk: one lstat each says whether they exist.
+    # Configs and layers are never opened by the walk; one listing of each blobs/<alg>/ says
+    # whether they exist (a stat per blob costs as much as the whole walk on large layouts).
     for digest, child in reach.descriptors.items():
         if digest not in present:
             child_node = graph.node(child)
@@ -104,7 +107,7 @@ def _summarise(
                 if child_node.kind is Kind.UNKNOWN:
                     graph.warn(_missing_blob(child))
             elif child_node.state is NodeState.NOT_READ:
-                present[digest] = graph.store.locate_quiet(digest) is not None
+                present[digest] = digest in on_disk
                 if not present[digest]:
                     graph.warn(_missing_blob(child))
             else:
@@ -124,6 +127,32 @@ def _summarise(
                 platforms = [f"{platform}/{info.variant}" if info.variant else platform]
     kind = _kind(node) if node.state is not NodeState.MISSING else "missing"
     return kind, platforms, reach.size(), created, missing
+
+
+class _BlobNames:
+    """Regular files under blobs/<alg>/ (own, then shared), listed once per algorithm."""
+
+    def __init__(self, store: LayoutStore) -> None:
+        self.store = store
+        self.names: dict[str, set[str]] = {}
+
+    def __contains__(self, digest: Digest) -> bool:
+        names = self.names.get(digest.algorithm)
+        if names is None:
+            names = self.names[digest.algorithm] = self._list(digest.algorithm)
+        return digest.encoded in names
+
+    def _list(self, algorithm: str) -> set[str]:
+        found: set[str] = set()
+        for base in (self.store.blobs_dir, self.store.shared_blobs):
+            if base is None or os.path.islink(base) or os.path.islink(base / algorithm):
+                continue  # never look through a symlinked directory (as LayoutStore.locate)
+            try:
+                with os.scandir(base / algorithm) as entries:
+                    found.update(e.name for e in entries if e.is_file(follow_symlinks=False))
+            except OSError:
+                continue
+        return found
 
 
 def _missing_blob(descriptor: Descriptor) -> str:
