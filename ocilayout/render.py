@@ -45,7 +45,7 @@ def human_size(size: int) -> str:
 
 def columns(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """Left-aligned columns separated by three spaces; the last column is not padded."""
-    table = [list(header), *[list(r) for r in rows]]
+    table = [list(header), *[[printable(cell) for cell in r] for r in rows]]
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     lines = []
     for row in table:
@@ -102,4 +102,12 @@ def _tree_label(node: TreeNode) -> str:
         detail.append(node.state)
     if node.note:
         detail.append(node.note)
-    return " ".join(parts) + f" ({', '.join(detail)})"
+    return printable(" ".join(parts) + f" ({', '.join(detail)})")
+
+
+def printable(text: str) -> str:
+    """`text` with control characters escaped: names come from untrusted JSON and must not
+    break a table row or send escape sequences to the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)

@@ -352,3 +352,25 @@ def test_subprocess_help(run, command: str | None) -> None:
 def test_subprocess_version(run) -> None:
     proc = run("--version")
     assert proc.returncode == 0 and proc.stdout.strip() == "ocilayout, version 0.1.0"
+
+
+# -- untrusted strings in text output ------------------------------------------------------
+
+
+def test_control_characters_in_names_are_escaped(tmp_path: Path, generate_module) -> None:
+    # index.json written by another tool may hold any string as a ref name or platform
+    w = generate_module.LayoutWriter(tmp_path / "nasty")
+    img = w.image([b"layer"], platform={"os": "linux\x1b[2J", "architecture": "amd64"})
+    w.add_entry(img, "two\nlines")
+    w.add_entry(img, "\x1b]0;title\x07bell")
+    w.finish()
+    for command in ("ls", "tree"):
+        result = invoke(command, str(tmp_path / "nasty"))
+        assert result.exit_code == 0, result.stderr
+        assert "\x1b" not in result.stdout and "\x07" not in result.stdout
+        assert "two\\nlines" in result.stdout
+    table = invoke("ls", str(tmp_path / "nasty")).stdout.splitlines()
+    assert len(table) == 3  # header + one line per entry
+    # JSON keeps the exact strings
+    names = [i["name"] for i in json.loads(invoke("ls", str(tmp_path / "nasty"), "--format", "json").stdout)["images"]]
+    assert names == ["two\nlines", "\x1b]0;title\x07bell"]
