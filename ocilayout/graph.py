@@ -144,7 +144,8 @@ class Graph:
         try:
             if promised is Kind.UNKNOWN:
                 head = self.store.read_blob_head(digest, _SNIFF_BYTES)
-                if not head.lstrip().startswith(b"{"):
+                stripped = head.lstrip()
+                if stripped and not stripped.startswith(b"{"):  # only whitespace so far: JSON may follow
                     return Node(digest, Kind.LEAF, NodeState.NOT_READ)
             data = self.store.read_blob(digest, MAX_DOCUMENT_BYTES)
         except NotFoundError:

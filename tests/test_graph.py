@@ -326,6 +326,16 @@ def test_unknown_binary_is_a_leaf_and_not_parsed(blobs: Blobs, store: LayoutStor
     assert graph.reach([d(binary)]).complete
 
 
+@pytest.mark.parametrize("padding", [b"\n", b" " * 63, b" " * 64, b"\n" * 200, b" \t\r\n" * 100])
+def test_unknown_type_json_after_much_whitespace_is_walked(blobs: Blobs, store: LayoutStore, padding: bytes) -> None:
+    # JSON allows any amount of leading whitespace; sniffing a short head must not call it binary
+    layer = blobs.layer()
+    doc = padding + json.dumps({"schemaVersion": 2, "config": blobs.config(), "layers": [layer]}).encode()
+    manifest = blobs.raw(doc, "application/x-unknown")
+    reach = Graph(store).reach([d(manifest)])
+    assert dg(layer) in reach
+
+
 def test_unknown_json_without_edges_is_leaf(blobs: Blobs, store: LayoutStore) -> None:
     helm = blobs.json({"name": "chart", "version": "1.0"}, "application/vnd.cncf.helm.config.v1+json")
     node = Graph(store).node(d(helm))
