@@ -31,7 +31,14 @@ class Platform:
         """True when this platform satisfies `wanted` (a missing wanted variant matches any)."""
         if (self.os, self.architecture) != (wanted.os, wanted.architecture):
             return False
-        return wanted.variant is None or wanted.variant == self.variant
+        return wanted.variant is None or _variant(self) == _variant(wanted)
+
+
+def _variant(platform: Platform) -> str | None:
+    # As containerd normalises: arm64 without a variant is v8.
+    if platform.architecture == "arm64" and platform.variant is None:
+        return "v8"
+    return platform.variant
 
 
 def parse_platform_spec(text: str) -> Platform:

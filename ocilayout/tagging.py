@@ -40,7 +40,7 @@ class UntagReport:
 
 def validate_name(name: str) -> None:
     """Refuse names that the image-spec grammar does not allow."""
-    if len(name) > 255 or not _REF_NAME.match(name):
+    if len(name) > 255 or not _REF_NAME.fullmatch(name):
         raise UsageError(f"invalid name {name!r}: not an image-spec ref name")
 
 

@@ -408,3 +408,17 @@ def test_digest_parse_is_used_for_report_ids(tmp_path: Path) -> None:
     report = Layout.open(root).delete(["latest"])
     parse_digest(report.images[0].id)
     assert report.images[0].blobs_deleted == 3
+
+
+def test_tag_name_with_trailing_newline_is_rejected(tmp_path: Path) -> None:
+    root = build("single", tmp_path)
+    with pytest.raises(UsageError):
+        Layout.open(root).tag("latest", "evil\n")
+
+
+def test_platform_arm64_v8_matches_arm64_without_variant() -> None:
+    from ocilayout.descriptor import Platform, parse_platform_spec
+
+    assert Platform("linux", "arm64").matches(parse_platform_spec("linux/arm64/v8"))
+    assert Platform("linux", "arm64", "v8").matches(parse_platform_spec("linux/arm64"))
+    assert not Platform("linux", "arm", "v6").matches(parse_platform_spec("linux/arm/v7"))
