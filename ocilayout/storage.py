@@ -205,6 +205,8 @@ class LayoutStore:
     def scan_blobs(self, directory: Path | None = None) -> Iterator[BlobFile]:
         """Every entry under `directory/<alg>/` (default: own blobs), valid digest or not."""
         base = self.blobs_dir if directory is None else directory
+        if os.path.islink(base):  # scandir would list (and gc then clean) a directory outside the layout
+            raise CorruptLayoutError(f"{base}: is a symlink; refusing to follow it")
         try:
             algorithms = sorted(os.scandir(base), key=lambda e: e.name)
         except FileNotFoundError:
