@@ -8,6 +8,7 @@ from typing import Any
 
 from .descriptor import Descriptor
 from .digest import Digest
+from .errors import CorruptLayoutError
 from .graph import Graph, Node, NodeState
 from .indexfile import IndexFile
 from .mediatypes import CREATED, DOCKER_CONFIG, OCI_CONFIG, Kind
@@ -173,6 +174,8 @@ def inspect_image(store: LayoutStore, graph: Graph, resolved: Resolved) -> Inspe
     """The raw documents behind a resolved reference."""
     manifest = graph.document(resolved.descriptor)  # read before node(), which reuses it
     node = graph.node(resolved.descriptor)
+    if node.state is NodeState.UNREADABLE:  # a symlink, FIFO, directory, oversized or corrupt blob
+        raise CorruptLayoutError(f"cannot read {resolved.descriptor.digest}: {node.problem}")
     config = None
     if node.config is not None:
         config = graph.document(node.config)
