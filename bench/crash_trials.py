@@ -8,9 +8,11 @@ with every 10th entry dropped from index.json (orphans for gc). A pool of comman
 (rm of a batch of names, rm --filter, rm of one name, gc --grace 0, tag, tag that moves a name,
 untag) is run once each, uninterrupted, on a private copy: that gives each instance's final
 index.json, final blob set and running time T. Each trial then copies the base layout
-(`cp -a`), starts the instance, sleeps a random delay (a third of the trials uniform in
-[0, T], a third in [0.5 T, T], a third in [0.75 T, T], where writing and deleting happen) and
-sends SIGKILL. Afterwards:
+(`cp -a`), starts the instance, sleeps a random delay and sends SIGKILL. T is the uninterrupted running time, C when that run
+was first seen changing the layout (index.json replaced, or its first blob deleted; polled every
+millisecond). A third of the kills come U[0, T] after the start; a third U[C - 0.1 s, T] after
+the start; a third U[0, T - C] after the trial itself is seen making its first change (so the
+short write-and-delete phase is hit often). Afterwards:
 
 - index.json parses, validates against the project's index schema, and is byte-for-byte
   either the original or the uninterrupted run's result (atomic replacement);
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -53,6 +56,7 @@ class Instance:
     ref_index: bytes = b""
     ref_blobs: set[str] = field(default_factory=set)
     seconds: float = 0.0
+    change_at: float | None = None  # seconds after start when the first change was seen (index or blob)
 
     def argv(self, layout: Path) -> list[str]:
         verb, *rest = self.args
@@ -132,29 +136,67 @@ def make_instances(bases: dict[str, Path], images: int, rng: random.Random, per_
     return instances
 
 
-def reference_run(instance: Instance, scratch: Path) -> None:
-    """Run the instance to completion on a private copy; remember its result and duration."""
+def reference_run(instance: Instance, scratch: Path, first_doomed: Path | None = None) -> None:
+    """Run the instance to completion on a private copy; remember its result, its duration and
+    when it first changed something (polled every millisecond: index.json's inode, and the
+    blob it deletes first when `first_doomed` names it)."""
     rc.copy_layout(instance.base, scratch)
+    index = scratch / "index.json"
+    inode = os.stat(index).st_ino
     started = time.perf_counter()
-    result = subprocess.run(instance.argv(scratch), capture_output=True, text=True, env=rc.cli_env(), timeout=600)
+    process = subprocess.Popen(instance.argv(scratch), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=rc.cli_env())
+    change_at = None
+    while process.poll() is None:
+        if change_at is None:
+            try:
+                changed = os.stat(index).st_ino != inode
+            except FileNotFoundError:
+                changed = True
+            if changed or (first_doomed is not None and not os.path.lexists(first_doomed)):
+                change_at = time.perf_counter() - started
+        time.sleep(0.001)
     instance.seconds = time.perf_counter() - started
-    if result.returncode != 0:
-        raise RuntimeError(f"reference run of {instance.args[:3]} failed ({result.returncode}): {result.stderr}")
-    instance.ref_index = (scratch / "index.json").read_bytes()
+    _, stderr = process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"reference run of {instance.args[:3]} failed ({process.returncode}): {stderr}")
+    instance.change_at = change_at
+    instance.ref_index = index.read_bytes()
     instance.ref_blobs = rc.blob_files(scratch)[0]
     shutil.rmtree(scratch)
 
 
 def run_trial(
-    number: int, instance: Instance, layout: Path, delay: float, originals: dict[Path, tuple[bytes, set[str]]]
+    number: int,
+    instance: Instance,
+    layout: Path,
+    delay: float,
+    originals: dict[Path, tuple[bytes, set[str]]],
+    triggered: bool = False,
 ) -> Trial:
+    """Kill after `delay` seconds; or, when `triggered`, `delay` seconds after the first change
+    to the layout is seen (index.json's inode, or the first blob the command deletes)."""
     original_index, original_blobs = originals[instance.base]
     rc.copy_layout(instance.base, layout)
+    index = layout / "index.json"
+    inode = os.stat(index).st_ino
+    doomed = sorted(original_blobs - instance.ref_blobs)
+    first_doomed = rc.blob_path(layout, doomed[0]) if doomed else None
+    started = time.perf_counter()
     process = subprocess.Popen(
         instance.argv(layout), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=rc.cli_env()
     )
+    if triggered:
+        while process.poll() is None:
+            try:
+                if os.stat(index).st_ino != inode or (first_doomed is not None and not first_doomed.exists()):
+                    break
+            except FileNotFoundError:
+                break
+            time.sleep(0.0005)
     time.sleep(delay)
     process.kill()  # SIGKILL; a no-op when it already exited
+    delay = time.perf_counter() - started
     _, stderr = process.communicate(timeout=600)
     problems: list[str] = []
     if process.returncode not in (0, -9):
@@ -200,6 +242,18 @@ def _phase(instance: Instance, code: int | None, index_state: str, blobs: set[st
     return "index.json replaced, deleting blobs"
 
 
+def _delay(instance: Instance, number: int, rng: random.Random) -> tuple[float, bool]:
+    """(delay, triggered): a third of the kills anywhere in [0, T]; a third in [C - 0.1 s, T];
+    a third triggered: U[0, T - C] after the first change is seen (T: the uninterrupted running
+    time, C: when it first changed the layout), so that kills land while it writes and deletes."""
+    total = instance.seconds
+    if number % 3 == 0 or instance.change_at is None:
+        return rng.uniform(0, total), False
+    if number % 3 == 1:
+        return rng.uniform(max(0.0, instance.change_at - 0.1), total), False
+    return rng.uniform(0, max(0.0, total - instance.change_at)), True
+
+
 def run_trials(
     trials: int,
     images: int,
@@ -221,16 +275,22 @@ def run_trials(
     instances = make_instances(bases, images, rng, per_kind)
     for position, instance in enumerate(instances):
         reference_run(instance, work / f"reference-{position}")
+        doomed = sorted(originals[instance.base][1] - instance.ref_blobs)
+        if doomed and instance.change_at is None:  # gc: watch the first blob it deletes (in name order)
+            reference_run(instance, work / f"reference-{position}", work / f"reference-{position}" / "blobs"
+                          / "sha256" / doomed[0].partition(":")[2])
     for kind in KINDS:
         times = [i.seconds for i in instances if i.kind == kind]
+        changes = [i.change_at for i in instances if i.kind == kind and i.change_at is not None]
         summary.instance_seconds[kind] = round(sum(times) / len(times), 3)
+        if changes:
+            summary.instance_seconds[kind + " (first change)"] = round(sum(changes) / len(changes), 3)
     log(f"prepared {images} images, {summary.blobs} blobs, {len(instances)} command instances "
         f"in {time.perf_counter() - started:.1f}s; mean uninterrupted times {summary.instance_seconds}")
     for number in range(trials):
         instance = instances[number % len(instances)] if number < len(instances) else rng.choice(instances)
-        low = (0.0, 0.5, 0.75)[number % 3]
-        delay = rng.uniform(low * instance.seconds, instance.seconds)
-        trial = run_trial(number, instance, work / "trial", delay, originals)
+        delay, triggered = _delay(instance, number, rng)
+        trial = run_trial(number, instance, work / "trial", delay, originals, triggered)
         summary.trials += 1
         summary.by_kind[trial.kind] += 1
         summary.phases[trial.phase] += 1
