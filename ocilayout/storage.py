@@ -265,6 +265,8 @@ class LayoutStore:
         except FileNotFoundError:
             raise CorruptLayoutError(missing) from None
         with handle:
+            if os.fstat(handle.fileno()).st_size > limit:  # refuse before reading (a sparse 1 GiB file)
+                raise CorruptLayoutError(f"{path}: larger than {limit} bytes; refusing to parse it")
             data = handle.read(limit + 1)
         if len(data) > limit:
             raise CorruptLayoutError(f"{path}: larger than {limit} bytes; refusing to parse it")
