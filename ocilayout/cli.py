@@ -267,6 +267,11 @@ def _print_removal(report: RemovalReport, output_format: str, quiet: bool) -> No
             )
     for failure in report.failures:
         click.echo(f"error: {failure.reference}: {_one_line(failure.message)}", err=True)
+    shown = {failure.message for failure in report.failures}
+    for image in report.images:  # e.g. a blob that could not be deleted (read-only file system)
+        for message in image.errors:
+            if message not in shown:
+                click.echo(f"error: {_one_line(message)}", err=True)
     if not quiet and report.images:
         verb = "Would reclaim" if report.dry_run else "Total reclaimed space"
         click.echo(f"{verb}: {render.human_size(report.bytes_freed)} in {report.blobs_deleted} blobs")
