@@ -144,8 +144,10 @@ def reference_run(instance: Instance, scratch: Path, first_doomed: Path | None =
     index = scratch / "index.json"
     inode = os.stat(index).st_ino
     started = time.perf_counter()
-    process = subprocess.Popen(instance.argv(scratch), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=rc.cli_env())
+    # stdout to /dev/null and stderr to a file: a pipe nobody reads while polling would fill up
+    # (gc -q prints a line per blob) and block the command.
+    errors = tempfile.TemporaryFile()
+    process = subprocess.Popen(instance.argv(scratch), stdout=subprocess.DEVNULL, stderr=errors, env=rc.cli_env())
     change_at = None
     while process.poll() is None:
         if change_at is None:
@@ -157,7 +159,10 @@ def reference_run(instance: Instance, scratch: Path, first_doomed: Path | None =
                 change_at = time.perf_counter() - started
         time.sleep(0.001)
     instance.seconds = time.perf_counter() - started
-    _, stderr = process.communicate()
+    process.wait()
+    errors.seek(0)
+    stderr = errors.read().decode(errors="replace")
+    errors.close()
     if process.returncode != 0:
         raise RuntimeError(f"reference run of {instance.args[:3]} failed ({process.returncode}): {stderr}")
     instance.change_at = change_at
@@ -183,9 +188,8 @@ def run_trial(
     doomed = sorted(original_blobs - instance.ref_blobs)
     first_doomed = rc.blob_path(layout, doomed[0]) if doomed else None
     started = time.perf_counter()
-    process = subprocess.Popen(
-        instance.argv(layout), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=rc.cli_env()
-    )
+    errors = tempfile.TemporaryFile()
+    process = subprocess.Popen(instance.argv(layout), stdout=subprocess.DEVNULL, stderr=errors, env=rc.cli_env())
     if triggered:
         while process.poll() is None:
             try:
@@ -197,7 +201,10 @@ def run_trial(
     time.sleep(delay)
     process.kill()  # SIGKILL; a no-op when it already exited
     delay = time.perf_counter() - started
-    _, stderr = process.communicate(timeout=600)
+    process.wait(timeout=600)
+    errors.seek(0)
+    stderr = errors.read()
+    errors.close()
     problems: list[str] = []
     if process.returncode not in (0, -9):
         problems.append(f"command exited {process.returncode}: {stderr.decode(errors='replace')[-300:]}")
