@@ -7,8 +7,8 @@ gc, for each N in --images (default 10000 and 100000):
     (i % 5 == 4) is dropped, so 20% of the images become garbage;
   * per repeat, two `cp -a` copies (not timed): `ocilayout gc --grace 0` runs on one,
     `umoci gc --layout` on the other, in alternating order; both must leave the same blobs;
-  * wall time is `time.perf_counter()` around Popen + `os.wait4`, peak RSS is the
-    `ru_maxrss` that `os.wait4` returns for that one child;
+  * wall time is `time.perf_counter()` around the run, peak RSS is `/usr/bin/time -f %M` of
+    that one command (see `run` for why not `os.wait4` here);
   * reads: an in-process `gc --dry-run` with the store's one blob-opening method wrapped
     counts how often each blob is opened (every read of a blob goes through it).
 
@@ -53,17 +53,30 @@ class Run:
     stderr: bytes
 
 
+TIME = "/usr/bin/time"
+RSS_MARK = "BENCH-MAXRSS-KIB"
+
+
 def run(argv: list[str], *, shell: bool = False) -> Run:
-    """Run one child; its own wall time and peak RSS (os.wait4 rusage)."""
+    """Run one child under /usr/bin/time: its own wall time and peak RSS.
+
+    Not `os.wait4` on our own child: Linux carries the RSS high-water mark across fork and
+    exec, so a child of this (large) benchmark process would report our size, not its own.
+    /usr/bin/time is small, and the command it forks reports its own peak.
+    """
+    command = argv if not shell else ["/bin/sh", "-c", argv[0]]
     out_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-gc-verify-{os.getpid()}.out"
     err_path = out_path.with_suffix(".err")
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         start = time.perf_counter()
-        proc = subprocess.Popen(argv if not shell else argv[0], stdout=out, stderr=err, shell=shell)
-        _, status, usage = os.wait4(proc.pid, 0)
+        proc = subprocess.run([TIME, "-f", f"{RSS_MARK} %M", *command], stdout=out, stderr=err)
         wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    result = Run(wall, usage.ru_maxrss, proc.returncode, out_path.read_bytes(), err_path.read_bytes())
+    stderr = err_path.read_bytes()
+    lines = stderr.decode(errors="replace").splitlines()
+    marks = [line for line in lines if line.startswith(RSS_MARK)]
+    rss = int(marks[-1].split()[1]) if marks else 0
+    rest = "\n".join(line for line in lines if not line.startswith(RSS_MARK)).encode()
+    result = Run(wall, rss, proc.returncode, out_path.read_bytes(), rest)
     out_path.unlink()
     err_path.unlink()
     return result
@@ -266,14 +279,13 @@ def machine() -> list[str]:
     openssl = subprocess.run(["openssl", "version"], capture_output=True, text=True).stdout.strip()
     return [
         f"- CPU: {cpu}, {os.cpu_count()} cores; Python {platform.python_version()}; {umoci}; {openssl}",
-        f"- file system of the work directory: {fs_type()}",
+        f"- file system of the work directory: {fs_type(Path('/tmp'))}",
     ]
 
 
-def fs_type() -> str:
-    result = subprocess.run(["df", "-T", "--output=fstype", "/tmp"], capture_output=True, text=True)
-    lines = result.stdout.split()
-    return lines[-1] if lines else "?"
+def fs_type(path: Path) -> str:
+    result = subprocess.run(["stat", "-f", "-c", "%T", str(path)], capture_output=True, text=True)
+    return result.stdout.strip() or "?"
 
 
 def render(gc_results: list[dict], verify_result: dict | None, argv: list[str]) -> str:

@@ -24,7 +24,7 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Container, Iterable, Sequence
 
 from .atomicwrite import TEMP_PREFIX
 from .digest import ALGORITHMS, Digest
@@ -137,17 +137,34 @@ class BlobDirScan:
     blobs: list[BlobFile] = field(default_factory=list)
     temp_files: list[BlobFile] = field(default_factory=list)
     strays: list[StrayFile] = field(default_factory=list)
+    skipped_reached: int = 0  # valid blobs left out of `blobs` because they are reached
 
 
-def scan_blob_dir(store: LayoutStore, directory: Path | None = None, *, ignore: Iterable[str] = ()) -> BlobDirScan:
+def scan_blob_dir(
+    store: LayoutStore,
+    directory: Path | None = None,
+    *,
+    ignore: Iterable[str] = (),
+    reached: Container[Digest] | None = None,
+) -> BlobDirScan:
     """Sort every entry under `directory` (default: the layout's own blobs/) by what it is.
 
-    `ignore` names top-level entries to skip (the lock file of a shared directory).
+    `ignore` names top-level entries to skip (the lock file of a shared directory). With
+    `reached`, blobs whose digest it contains are only counted, not kept: at 100,000 images
+    that is most of 450,000 entries, and memory stays with what gc or verify reports.
     """
     skipped = set(ignore)
     result = BlobDirScan()
+    blobs = result.blobs
     unknown_dirs: dict[Path, int] = {}
     for entry in store.scan_blobs(directory):
+        digest = entry.digest
+        if digest is not None and entry.is_file:  # the common case first
+            if reached is not None and digest in reached:
+                result.skipped_reached += 1
+            else:
+                blobs.append(entry)
+            continue
         if entry.algorithm == "":
             # A non-directory directly under blobs/.
             if entry.name in skipped:
@@ -160,17 +177,14 @@ def scan_blob_dir(store: LayoutStore, directory: Path | None = None, *, ignore: 
         if entry.algorithm not in ALGORITHMS:
             unknown_dirs[entry.path.parent] = unknown_dirs.get(entry.path.parent, 0) + 1
             continue
-        if entry.digest is None:
+        if digest is None:
             if entry.name.startswith(TEMP_PREFIX) and entry.is_file:
                 result.temp_files.append(entry)
             else:
                 what = "" if entry.is_file else f", {_kind_of(entry.path)}"
                 result.strays.append(StrayFile(entry.path, f"name is not a valid {entry.algorithm} digest{what}"))
             continue
-        if not entry.is_file:
-            result.strays.append(StrayFile(entry.path, f"not a regular file ({_kind_of(entry.path)})"))
-            continue
-        result.blobs.append(entry)
+        result.strays.append(StrayFile(entry.path, f"not a regular file ({_kind_of(entry.path)})"))
     for path, count in unknown_dirs.items():
         result.strays.append(
             StrayFile(path, f"unknown digest algorithm directory ({count} entr{'y' if count == 1 else 'ies'})")
@@ -292,7 +306,7 @@ def _absent_entries_warning(where: str, graph: Graph, index: IndexFile) -> str |
 def _plan_layout(store: LayoutStore, index: IndexFile, graph: Graph, grace: float, now: float) -> _Plan:
     reach = graph.reach(e.descriptor for e in index.entries)
     absent = _absent_entries_warning("", graph, index)
-    scan = scan_blob_dir(store)
+    scan = scan_blob_dir(store, reached=reach.descriptors)
     scan.temp_files.extend(_root_temp_files(store.root))
     plan = _sweep(scan, reach.descriptors, reach.complete and absent is None, grace, now)
     if not reach.complete:
@@ -433,7 +447,7 @@ def gc_shared(
                 warnings.append(absent)
         for root, index, graph in zip(roots, indexes, graphs):
             warnings.extend(f"{root}: {w}" for w in [*index.warnings, *graph.warnings])
-        scan = scan_blob_dir(stores[0], shared, ignore=(LOCK_FILE,))
+        scan = scan_blob_dir(stores[0], shared, ignore=(LOCK_FILE,), reached=reached)
         plan = _sweep(scan, reached, complete, grace, now)
         plan.warnings.extend(warnings)
         report = _report(shared, plan, grace=grace, dry_run=dry_run, warnings=())

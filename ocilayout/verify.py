@@ -710,7 +710,7 @@ def _present_blobs(store: LayoutStore, walk: _Walk, report: VerifyReport, allow_
 def _list_unreferenced(store: LayoutStore, walk: _Walk, report: VerifyReport, *, know_reach: bool) -> None:
     root = store.root
     try:
-        scan = scan_blob_dir(store)
+        scan = scan_blob_dir(store, reached=walk.blobs if know_reach else None)
     except CorruptLayoutError as exc:
         report.problems.append(Problem("stray", "blobs", _strip_path(str(exc), root)))
         return
