@@ -29,12 +29,12 @@ import reliability_common as rc  # noqa: E402
 
 REF_NAME = rc.REF_NAME
 RUNNER = (
-    "import resource, sys\n"
+    "import sys\n"
     "from ocilayout.cli import main\n"
     "sys.argv = ['ocilayout', *sys.argv[1:]]\n"
     "code = 0\n"
     "try:\n    main()\nexcept SystemExit as exc:\n    code = exc.code\n"
-    "print('RESULT', code, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+    "print('RESULT', code, [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0], file=sys.stderr)\n"
 )
 
 
