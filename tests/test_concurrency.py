@@ -27,7 +27,7 @@ ROUNDS = int(os.environ.get("OCILAYOUT_CONC_ROUNDS", "5"))
 
 
 def test_four_processes_mixing_rm_tag_untag_gc(tmp_path: Path) -> None:
-    result = concurrency_trials.mixed_trial(tmp_path / "lay", images=120, rounds=ROUNDS, seed=5)
+    result = concurrency_trials.mixed_trial(tmp_path / "lay", images=80, rounds=ROUNDS, seed=5)
     assert result.problems == [], result.problems
     assert sum(result.commands.values()) == 4 * ROUNDS
     assert set(result.exit_codes) <= {0, 6}

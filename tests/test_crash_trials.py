@@ -4,7 +4,7 @@ random instants, each followed by the invariant checks and a `gc --grace 0` back
 The full run (>= 200 trials on a layout of several thousand images) is
 `bench/crash_trials.py`; its measured results are in docs/reliability.md. Here:
 OCILAYOUT_TRIALS trials (default 7, one per command kind) on OCILAYOUT_CRASH_IMAGES images
-(default 400).
+(default 300).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import reliability_common as rc  # noqa: E402
 from ocilayout.writepath import CRASH_ENV  # noqa: E402
 
 TRIALS = int(os.environ.get("OCILAYOUT_TRIALS", "7"))
-IMAGES = int(os.environ.get("OCILAYOUT_CRASH_IMAGES", "400"))
+IMAGES = int(os.environ.get("OCILAYOUT_CRASH_IMAGES", "300"))
 
 
 @pytest.fixture
