@@ -21,10 +21,10 @@ import os
 import re
 import stat
 import time
+from collections.abc import Callable, Container, Iterable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Container, Iterable, Sequence
 
 from .atomicwrite import TEMP_PREFIX
 from .digest import ALGORITHMS, Digest
@@ -103,7 +103,7 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
 _UNIT_SECONDS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
-def parse_duration(text: str | float | int) -> float:
+def parse_duration(text: str | float) -> float:
     """Seconds from `3600`, `90s`, `30m`, `1h`, `2d` or a sum such as `1h30m`; UsageError if not."""
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         return _check_grace(float(text))

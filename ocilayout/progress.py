@@ -7,8 +7,9 @@ stays free of control characters.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import IO, Callable, Iterator
+from typing import IO
 
 ProgressCallback = Callable[[int, int], None]
 

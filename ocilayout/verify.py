@@ -30,9 +30,10 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 from urllib.parse import urljoin
 
 from .descriptor import Descriptor, parse_descriptor
@@ -41,7 +42,14 @@ from .errors import CorruptLayoutError, NotFoundError, OcilayoutError
 from .gc import scan_blob_dir
 from .graph import MAX_DEPTH, Graph, Node, NodeState
 from .indexfile import loads_strict
-from .mediatypes import ARTIFACT_TYPES, DOCKER_CONFIG, DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED, OCI_CONFIG, Kind
+from .mediatypes import (
+    ARTIFACT_TYPES,
+    DOCKER_CONFIG,
+    DOCKER_SCHEMA1,
+    DOCKER_SCHEMA1_SIGNED,
+    OCI_CONFIG,
+    Kind,
+)
 from .storage import MAX_DOCUMENT_BYTES, LayoutStore, _open_regular
 
 CHUNK = 1024 * 1024

@@ -21,9 +21,8 @@ from hypothesis import strategies as st
 
 from ocilayout import Layout, gc_shared
 from ocilayout.errors import LockTimeoutError, NotFoundError, UsageError
-from ocilayout.gc import collect_garbage, parse_duration
+from ocilayout.gc import parse_duration
 from ocilayout.lock import LOCK_FILE, layout_lock
-from ocilayout.storage import LayoutStore
 
 HOUR = 3600
 ORPHANS = {

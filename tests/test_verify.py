@@ -19,11 +19,13 @@ import time
 from pathlib import Path
 
 import pytest
-
-from ocilayout import Layout, Problem, verify_layout
-from ocilayout.errors import CorruptLayoutError, NotFoundError
-
 from conftest import cli_command
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ocilayout import Layout, Problem, schemas, verify_layout
+from ocilayout.errors import CorruptLayoutError, NotFoundError
+from ocilayout.verify import _fast_validator
 
 HELLO_MANIFEST = "sha256:33ac2360630538dd7ee271e0c327b679eb5dc61045e22b81cbc7edea01c6511e"
 HELLO_CONFIG = "sha256:e257e5049aa4e3e72b054c6e9f3cafb1c5984c9f422997db3cdddb62a3904988"
@@ -531,11 +533,6 @@ def test_verify_over_the_conformance_corpus(shared_dir, tmp_path):
 
 # -- the fast schema path never accepts what jsonschema rejects ------------------------------------
 
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from ocilayout import schemas  # noqa: E402
-from ocilayout.verify import _fast_validator  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
