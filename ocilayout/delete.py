@@ -233,12 +233,15 @@ def _doomed_blobs(
     removed_roots = [e for e in index.entries if e.position in removed]
     if not removed_roots:
         return [], {}
-    live = graph.reach(e.descriptor for e in index.entries if e.position not in removed)
-    if not live.complete:
+    remaining = [e.descriptor for e in index.entries if e.position not in removed]
+    live = graph.reach(remaining)
+    unknown = live.unreadable + [d.digest for d in graph.absent_roots(remaining)]
+    if unknown:
         report.warnings.append(
             "kept every blob: the references of "
-            + ", ".join(str(d) for d in live.unreadable[:3])
-            + " cannot be read, so what they use is unknown"
+            + ", ".join(str(d) for d in unknown[:3])
+            + " cannot be read (unreadable, or an entry's manifest in no blob directory:"
+            " a forgotten --shared-blobs?), so what they use is unknown"
         )
         return [], {}
     doomed: list[Digest] = []

@@ -280,19 +280,9 @@ def _incomplete_warning(where: str, reach: Reach) -> str:
 
 
 def _absent_entries_warning(where: str, graph: Graph, index: IndexFile) -> str | None:
-    """An entry whose own manifest is in no blob directory makes the reach unknowable.
-
-    A sparse copy leaves children of an index out, never the entry's own manifest; a
-    missing one rather means a forgotten --shared-blobs (or damage), and the blobs it
-    references may well be here. Doubt keeps: nothing is deleted.
-    """
-    absent = []
-    for entry in index.entries:
-        node = graph.node(entry.descriptor)  # cached by the reach just computed
-        if node.state is NodeState.MISSING:
-            absent.append(entry)
-        elif node.state is NodeState.NOT_READ and graph.store.locate_quiet(entry.digest) is None:
-            absent.append(entry)  # an entry typed as a leaf: never opened by the walk
+    """Why nothing may be deleted when an entry's own manifest is absent (Graph.absent_roots)."""
+    absent_digests = {d.digest for d in graph.absent_roots(e.descriptor for e in index.entries)}
+    absent = [e for e in index.entries if e.digest in absent_digests]
     if not absent:
         return None
     shown = ", ".join(f"{e.name or '<none>'} ({e.digest})" for e in absent[:3])

@@ -299,6 +299,23 @@ class Graph:
             stack.extend((child, depth) for child in reversed(node.children))
         return result
 
+    def absent_roots(self, roots: Iterable[Descriptor]) -> list[Descriptor]:
+        """Roots (index.json entries) whose own blob is in no blob directory.
+
+        A sparse copy leaves children of an index out, never an entry's own manifest; a
+        missing one rather means a forgotten --shared-blobs (or damage), and the blobs it
+        references may well be here. Callers that delete treat this like an unreadable
+        blob: doubt keeps, nothing is deleted.
+        """
+        absent = []
+        for root in roots:
+            node = self.node(root)  # cached by a reach just computed
+            if node.state is NodeState.MISSING:
+                absent.append(root)
+            elif node.state is NodeState.NOT_READ and self.store.locate_quiet(root.digest) is None:
+                absent.append(root)  # an entry typed as a leaf: never opened by the walk
+        return absent
+
     def config_info(self, descriptor: Descriptor) -> ConfigInfo | None:
         """Created time, platform and labels of an image config (read once, cached)."""
         digest = descriptor.digest

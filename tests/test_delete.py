@@ -422,3 +422,15 @@ def test_platform_arm64_v8_matches_arm64_without_variant() -> None:
     assert Platform("linux", "arm64").matches(parse_platform_spec("linux/arm64/v8"))
     assert Platform("linux", "arm64", "v8").matches(parse_platform_spec("linux/arm64"))
     assert not Platform("linux", "arm", "v6").matches(parse_platform_spec("linux/arm/v7"))
+
+
+def test_entry_whose_manifest_is_absent_keeps_every_blob(tmp_path: Path) -> None:
+    """Like a layout opened without its --shared-blobs: the absent manifest may use our blobs."""
+    root = build("multi", tmp_path)
+    base = digest_of(root, "base")
+    (root / "blobs" / "sha256" / base.split(":")[1]).unlink()
+    before = blobs(root)
+    report = Layout.open(root).delete(["app2"])
+    assert report.images[0].deleted and "app2" not in [n for n, _ in names(root)]
+    assert blobs(root) == before
+    assert any("in no blob directory" in w for w in report.warnings)
