@@ -21,7 +21,7 @@ import os
 import re
 import stat
 import time
-from collections.abc import Callable, Container, Iterable, Sequence
+from collections.abc import Callable, Collection, Container, Iterable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,10 +29,10 @@ from pathlib import Path
 from .atomicwrite import TEMP_PREFIX
 from .digest import ALGORITHMS, Digest
 from .errors import CorruptLayoutError, NotFoundError, OcilayoutError, UsageError
-from .graph import Graph, NodeState, Reach
+from .graph import Graph, Reach
 from .indexfile import IndexFile
 from .lock import DEFAULT_LOCK_TIMEOUT, LOCK_FILE, layout_lock
-from .storage import BlobFile, LayoutStore
+from .storage import BlobFile, LayoutStore, file_kind
 from .writepath import change
 
 DEFAULT_GRACE = 3600.0
@@ -201,25 +201,14 @@ def _is_regular(path: Path) -> bool:
 
 def _kind_of(path: Path) -> str:
     try:
-        mode = os.lstat(path).st_mode
+        return file_kind(os.lstat(path).st_mode)
     except OSError:
         return "vanished"
-    if stat.S_ISREG(mode):
-        return "a regular file"
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISLNK(mode):
-        return "a symlink"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "a device"
 
 
 def _root_temp_files(root: Path) -> list[BlobFile]:
     """Our temporary files in a layout's top directory (left by a crash during an index write)."""
-    found = []
+    found: list[BlobFile] = []
     try:
         entries = list(os.scandir(root))
     except OSError:
@@ -252,7 +241,7 @@ class _Plan:
 
 
 def _sweep(
-    scan: BlobDirScan, reached: set[Digest] | dict[Digest, object], complete: bool, grace: float, now: float
+    scan: BlobDirScan, reached: Collection[Digest], complete: bool, grace: float, now: float
 ) -> _Plan:
     """Decide from one scan: what is garbage, what is too young, which temp files go."""
     plan = _Plan(strays=scan.strays, reachable=len(reached), complete=complete)

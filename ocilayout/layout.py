@@ -9,7 +9,6 @@ from typing import Sequence
 
 from .delete import RemovalReport, finish_report, plan_removal
 from .descriptor import Platform, parse_platform_spec
-from .errors import CorruptLayoutError, NotFoundError
 from .filters import parse_filters
 from .gc import DEFAULT_GRACE, GcReport, collect_garbage, parse_duration
 from .graph import Graph
@@ -17,7 +16,7 @@ from .indexfile import IndexFile
 from .listing import ImageRow, InspectReport, TreeNode, build_tree, inspect_image, list_images
 from .lock import DEFAULT_LOCK_TIMEOUT
 from .resolve import Resolved, resolve
-from .storage import LayoutStore
+from .storage import LayoutStore, open_store
 from .tagging import TagReport, UntagReport, plan_tag, plan_untag, require_names_found
 from .verify import ProgressCallback, VerifyReport, verify_layout
 from .writepath import change
@@ -59,15 +58,7 @@ class Layout:
     @classmethod
     def open(cls, path: PathLike, shared_blobs: PathLike | None = None, *, strict: bool = False) -> Layout:
         """Open and validate a layout (its `oci-layout` and `index.json`)."""
-        root = Path(path)
-        if not root.exists():
-            raise NotFoundError(f"{root}: no such layout directory")
-        if not root.is_dir():
-            raise CorruptLayoutError(f"{root}: not a directory")
-        shared = Path(shared_blobs) if shared_blobs is not None else None
-        if shared is not None and not shared.is_dir():
-            raise NotFoundError(f"{shared}: no such shared blob directory")
-        store = LayoutStore(root, shared)
+        store = open_store(Path(path), Path(shared_blobs) if shared_blobs is not None else None)
         store.check_layout_file()
         return cls(store, store.read_index(), strict=strict)
 

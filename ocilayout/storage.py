@@ -112,7 +112,7 @@ class LayoutStore:
                 raise CorruptLayoutError(f"{path}: {exc.strerror}") from None
             if stat.S_ISREG(st.st_mode):
                 return path
-            raise CorruptLayoutError(f"{path}: blob is not a regular file ({_file_kind(st.st_mode)})")
+            raise CorruptLayoutError(f"{path}: blob is not a regular file ({file_kind(st.st_mode)})")
         return None
 
     def locate_quiet(self, digest: Digest) -> Path | None:
@@ -273,6 +273,17 @@ class LayoutStore:
         return data
 
 
+def open_store(path: Path, shared_blobs: Path | None = None) -> LayoutStore:
+    """A store for an existing layout directory (and shared blob directory, if named)."""
+    if not path.exists():
+        raise NotFoundError(f"{path}: no such layout directory")
+    if not path.is_dir():
+        raise CorruptLayoutError(f"{path}: not a directory")
+    if shared_blobs is not None and not shared_blobs.is_dir():
+        raise NotFoundError(f"{shared_blobs}: no such shared blob directory")
+    return LayoutStore(path, shared_blobs)
+
+
 def _open_regular(path: Path) -> BinaryIO:
     """Open a regular file without following a final symlink and without blocking on a FIFO."""
     return os.fdopen(_open_regular_fd(path), "rb")
@@ -295,7 +306,7 @@ def _open_regular_fd(path: Path | str) -> int:
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise CorruptLayoutError(f"{path}: is not a regular file ({_file_kind(st.st_mode)})")
+            raise CorruptLayoutError(f"{path}: is not a regular file ({file_kind(st.st_mode)})")
         # O_NONBLOCK only guarded the open against FIFOs; regular files ignore it.
     except BaseException:
         os.close(fd)
@@ -303,7 +314,10 @@ def _open_regular_fd(path: Path | str) -> int:
     return fd
 
 
-def _file_kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """A file type in words, for error messages and stray-file reports."""
+    if stat.S_ISREG(mode):
+        return "a regular file"
     if stat.S_ISDIR(mode):
         return "a directory"
     if stat.S_ISLNK(mode):

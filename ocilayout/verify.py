@@ -38,7 +38,7 @@ from urllib.parse import urljoin
 
 from .descriptor import Descriptor, parse_descriptor
 from .digest import Digest, parse_digest
-from .errors import CorruptLayoutError, NotFoundError, OcilayoutError
+from .errors import CorruptLayoutError, OcilayoutError
 from .gc import scan_blob_dir
 from .graph import MAX_DEPTH, Graph, Node, NodeState
 from .indexfile import loads_strict
@@ -50,7 +50,7 @@ from .mediatypes import (
     OCI_CONFIG,
     Kind,
 )
-from .storage import MAX_DOCUMENT_BYTES, LayoutStore, _open_regular
+from .storage import MAX_DOCUMENT_BYTES, LayoutStore, _open_regular, open_store
 
 CHUNK = 1024 * 1024
 DEFAULT_WORKERS = 2
@@ -613,14 +613,7 @@ def verify_layout(
     """
     started = time.perf_counter()
     root = Path(path)
-    if not root.exists():
-        raise NotFoundError(f"{root}: no such layout directory")
-    if not root.is_dir():
-        raise CorruptLayoutError(f"{root}: not a directory")
-    shared = Path(shared_blobs) if shared_blobs is not None else None
-    if shared is not None and not shared.is_dir():
-        raise NotFoundError(f"{shared}: no such shared blob directory")
-    store = LayoutStore(root, shared)
+    store = open_store(root, Path(shared_blobs) if shared_blobs is not None else None)
     report = VerifyReport(root)
 
     try:
@@ -710,7 +703,7 @@ def _present_blobs(store: LayoutStore, walk: _Walk, report: VerifyReport, allow_
         except OSError as exc:
             report.problems.append(Problem("unreadable", str(digest), exc.strerror or str(exc)))
             continue
-        if actual is None:
+        if path is None or actual is None:
             first = blob.claims[0][1]
             message = f"not in blobs/{' nor in the shared blob directory' if store.shared_blobs else ''}" + (
                 f" (referenced by {first})"
