@@ -78,6 +78,13 @@ lock_option = click.option(
     show_default=True,
     help="Seconds to wait for another ocilayout process to release the layout.",
 )
+allow_sparse_option = click.option(
+    "--allow-sparse",
+    is_flag=True,
+    help="Missing manifests or indexes below an entry are absent on purpose (a partial copy): "
+    "delete anyway. Without it, a missing one keeps every blob (it may live in a shared blob "
+    "directory not named with --shared-blobs).",
+)
 dry_run_option = click.option("--dry-run", is_flag=True, help="Report what would happen; change nothing.")
 layout_argument = click.argument("layout", type=click.Path(path_type=Path))
 
@@ -205,6 +212,7 @@ def tree_command(layout: Path, reference: str | None, output_format: str, quiet:
 @click.option("-f", "--force", is_flag=True, help="Delete by digest even when the image has several names.")
 @click.option("--prune", is_flag=True, help="Also delete dangling parents (layer-prefix) of deleted images.")
 @click.option("--keep-referrers", is_flag=True, help="Do not delete dangling referrers (signatures, SBOMs).")
+@allow_sparse_option
 @dry_run_option
 @lock_option
 @format_option
@@ -218,6 +226,7 @@ def rm_command(
     force: bool,
     prune: bool,
     keep_referrers: bool,
+    allow_sparse: bool,
     dry_run: bool,
     lock_timeout: float,
     output_format: str,
@@ -238,6 +247,7 @@ def rm_command(
         force=force,
         prune=prune,
         keep_referrers=keep_referrers,
+        allow_sparse=allow_sparse,
         dry_run=dry_run,
         lock_timeout=lock_timeout,
     )
@@ -353,6 +363,7 @@ def _grace_value(_ctx: click.Context, _param: click.Parameter, value: str) -> fl
     callback=_grace_value,
     help="Keep unreferenced blobs modified less than this long ago: seconds, or 30m, 1h, 2d (0 allowed).",
 )
+@allow_sparse_option
 @dry_run_option
 @lock_option
 @format_option
@@ -363,6 +374,7 @@ def gc_command(
     layout: Path | None,
     layouts: tuple[Path, ...],
     grace: float,
+    allow_sparse: bool,
     dry_run: bool,
     lock_timeout: float,
     output_format: str,
@@ -382,12 +394,11 @@ def gc_command(
     Unreferenced blobs modified less than --grace ago are kept (another tool may
     be writing an image whose index.json entry is not there yet). Files under
     blobs/ that are not blobs are reported, never deleted; ocilayout's own
-    leftover temporary files older than --grace are removed. If a blob that an
-    entry reaches cannot be read, nothing is deleted (a warning says which).
+    leftover temporary files older than --grace are removed. If what an entry
+    reaches cannot be known (an unreadable blob, or a missing manifest or index
+    without --allow-sparse), nothing is deleted (a warning says which).
     Holds the layout lock (every named layout's, for the shared form).
     """
-    from .gc import gc_shared
-
     options = click.get_current_context().ensure_object(Options)
     if layouts:
         if layout is not None:
@@ -396,11 +407,12 @@ def gc_command(
             )
         if options.shared_blobs is None:
             raise click.UsageError("--layout collects a shared blob directory: name it with --shared-blobs DIR")
-        report = gc_shared(
+        report = Layout.gc_shared(
             options.shared_blobs,
             layouts,
             grace=grace,
             dry_run=dry_run,
+            allow_sparse=allow_sparse,
             lock_timeout=lock_timeout,
             strict=options.strict,
         )
@@ -409,7 +421,7 @@ def gc_command(
             "missing LAYOUT (or, to collect a shared blob directory: --shared-blobs DIR --layout A --layout B ...)"
         )
     else:
-        report = _open(layout).gc(grace=grace, dry_run=dry_run, lock_timeout=lock_timeout)
+        report = _open(layout).gc(grace=grace, dry_run=dry_run, allow_sparse=allow_sparse, lock_timeout=lock_timeout)
         if options.shared_blobs is not None and not quiet and output_format != "json":
             click.echo(
                 f"note: {options.shared_blobs} was only read; to collect it, name every layout that uses it: "
@@ -466,11 +478,12 @@ def verify_command(layout: Path, allow_sparse: bool, output_format: str, quiet: 
     is a terminal. Changes nothing and takes no lock. `fsck` is the same command.
     """
     from .progress import byte_progress
-    from .verify import verify_layout
 
     options = click.get_current_context().ensure_object(Options)
     with byte_progress("verifying", enabled=False if quiet else None) as progress:
-        report = verify_layout(layout, options.shared_blobs, allow_sparse=allow_sparse, progress=progress)
+        report = Layout.open(layout, options.shared_blobs, check=False).verify(
+            allow_sparse=allow_sparse, progress=progress
+        )
     if output_format == "json":
         click.echo(render.dumps(report.problems))
     else:

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 from .digest import Digest
 from .errors import ConflictError, OcilayoutError
 from .filters import is_parent, select
-from .graph import Graph, Reach
+from .graph import Graph, live_set
 from .indexfile import Entry, IndexFile
 from .resolve import Resolved, resolve
 from .storage import LayoutStore
@@ -99,6 +99,7 @@ def plan_removal(
     force: bool = False,
     prune: bool = False,
     keep_referrers: bool = False,
+    allow_sparse: bool = False,
 ) -> RemovalPlan:
     """Decide a whole batch against one index: one rewrite and one blob pass follow."""
     report = RemovalReport(warnings=list(index.warnings))
@@ -143,14 +144,14 @@ def plan_removal(
             image.untagged = sorted(request.names)
 
     if prune and deleted:
-        _prune_parents(index, graph, groups, deleted, removed_entries, report)
+        _prune_parents(graph, groups, deleted, removed_entries, report)
     if not keep_referrers and deleted:
         _cascade_referrers(index, graph, groups, deleted, removed_entries, report)
 
     new_entries = None
     if removed_entries:
         new_entries = [e.raw for e in index.entries if e.position not in removed_entries]
-    doomed, owners = _doomed_blobs(store, index, graph, removed_entries, report)
+    doomed, owners = _doomed_blobs(store, index, graph, removed_entries, report, allow_sparse)
     report.warnings.extend(w for w in graph.warnings if w not in report.warnings)
     return RemovalPlan(new_entries, doomed, owners, report)
 
@@ -180,29 +181,38 @@ def _dangling(groups: dict[Digest, list[Entry]], removed: set[int]) -> list[tupl
 
 
 def _prune_parents(
-    index: IndexFile,
     graph: Graph,
     groups: dict[Digest, list[Entry]],
     deleted: list[Digest],
     removed: set[int],
     report: RemovalReport,
 ) -> None:
-    """Delete dangling parents (strict layer-prefix) that no surviving image still has as parent."""
+    """moby's prune: for each deleted image, its parents (images whose layer list is a strict
+    prefix of its own), longest first, go while they are dangling and no surviving image
+    still builds on them; the first that is named or still built on ends the chain."""
     try:
         layers = {d: graph.node(es[0].descriptor).layers for d, es in groups.items()}
-        surviving = [
-            layers[d] for d, es in groups.items() if d not in deleted and not all(e.position in removed for e in es)
-        ]
-        for digest, entries in _dangling(groups, removed):
-            own = layers[digest]
-            if not any(is_parent(own, layers[d]) for d in deleted):
-                continue
-            if any(is_parent(own, other) for other in surviving if other is not own):
-                continue
-            parent_of = next(d for d in deleted if is_parent(own, layers[d]))
-            _remove_image(digest, entries, f"parent of {parent_of}", removed, report, deleted)
+        for child in list(deleted):
+            own = layers[child]
+            parents = [d for d in groups if d not in deleted and is_parent(layers[d], own)]
+            parents.sort(key=lambda d: (-len(layers[d]), not _is_dangling(groups[d])))
+            for parent in parents:
+                if not _is_dangling(groups[parent]) or any(e.position in removed for e in groups[parent]):
+                    break
+                gone = set(deleted) | {parent}
+                if any(
+                    is_parent(layers[parent], layers[other])
+                    for other, entries in groups.items()
+                    if other not in gone and not all(e.position in removed for e in entries)
+                ):
+                    break
+                _remove_image(parent, groups[parent], f"parent of {child}", removed, report, deleted)
     except OcilayoutError as exc:
         report.warnings.append(f"prune skipped: {exc}")
+
+
+def _is_dangling(entries: list[Entry]) -> bool:
+    return all(e.name is None for e in entries)
 
 
 def _cascade_referrers(
@@ -227,35 +237,29 @@ def _cascade_referrers(
 
 
 def _doomed_blobs(
-    store: LayoutStore, index: IndexFile, graph: Graph, removed: set[int], report: RemovalReport
+    store: LayoutStore, index: IndexFile, graph: Graph, removed: set[int], report: RemovalReport, allow_sparse: bool
 ) -> tuple[list[Digest], dict[Digest, int]]:
-    """Blobs the removed entries reach and no remaining entry does, present in our own blobs/."""
+    """Blobs the removed entries reach and the live set of the remaining ones does not, present
+    in our own blobs/; none at all while that live set is in doubt."""
     removed_roots = [e for e in index.entries if e.position in removed]
     if not removed_roots:
         return [], {}
-    remaining = [e.descriptor for e in index.entries if e.position not in removed]
-    live = graph.reach(remaining)
-    unknown = live.unreadable + [d.digest for d in graph.absent_roots(remaining)]
-    if unknown:
-        report.warnings.append(
-            "kept every blob: the references of "
-            + ", ".join(str(d) for d in unknown[:3])
-            + " cannot be read (unreadable, or an entry's manifest in no blob directory:"
-            " a forgotten --shared-blobs?), so what they use is unknown"
-        )
+    live = live_set(graph, (e.descriptor for e in index.entries if e.position not in removed), allow_sparse=allow_sparse)
+    if not live.certain:
+        report.warnings.append(live.doubt_message())
         return [], {}
     doomed: list[Digest] = []
     owners: dict[Digest, int] = {}
     positions = {img.id: i for i, img in enumerate(report.images) if img.deleted}
     for entry in removed_roots:
-        owner = positions.get(str(entry.digest))
-        reach: Reach = graph.reach([entry.descriptor])
-        for digest in reach.descriptors:
+        owner = positions.get(str(entry.digest), -1)
+        for step in graph.walk([entry.descriptor]):
+            digest = step.descriptor.digest
             if digest in live or digest in owners:
                 continue
             if not store.is_local(digest):
                 continue  # absent, or only in the shared directory, which we never touch
-            owners[digest] = owner if owner is not None else -1
+            owners[digest] = owner
             doomed.append(digest)
     return doomed, owners
 

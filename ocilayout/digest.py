@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from .errors import InvalidDigestError
 
@@ -16,32 +15,52 @@ ALGORITHMS: dict[str, int] = {"sha256": 64, "sha512": 128}
 _GRAMMAR = re.compile(r"^([a-z0-9]+(?:[+._-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)$")
 _LOWER_HEX = re.compile(r"^[0-9a-f]+$")
 # The common case, checked with one anchored match before the general grammar.
-_FAST = re.compile(r"(sha256):([0-9a-f]{64})|(sha512):([0-9a-f]{128})")
+FAST_DIGEST = re.compile(r"sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}")
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class Digest:
-    """A validated digest: `algorithm` is registered, `encoded` is lowercase hex of the right length."""
+class Digest(str):
+    """A validated digest, kept as its text `alg:hex` (registered algorithm, lowercase hex of
+    the right length).
 
-    algorithm: str
-    encoded: str
+    A `str` so that a big layout's hundreds of thousands of digests cost one string each,
+    hash and compare as text, and print and serialise as themselves. Only `parse_digest`
+    (and `parse_digest_fast`) make one from untrusted text.
+    """
 
-    def __str__(self) -> str:
-        return f"{self.algorithm}:{self.encoded}"
+    __slots__ = ()
+
+    @property
+    def algorithm(self) -> str:
+        """`sha256` or `sha512`."""
+        return self[: self.index(":")]
+
+    @property
+    def encoded(self) -> str:
+        """The lowercase hex part."""
+        return self[self.index(":") + 1 :]
 
     @property
     def short(self) -> str:
         """The first 12 hex characters, as `docker images` shows IDs."""
         return self.encoded[:12]
 
+    @property
+    def relative_path(self) -> str:
+        """`<alg>/<hex>`, the blob's path under a blobs directory."""
+        return self.replace(":", "/", 1)
+
 
 def parse_digest(value: object) -> Digest:
     """Parse and validate `value`; raise InvalidDigestError (never build a path) when unsafe."""
+    if type(value) is str and FAST_DIGEST.fullmatch(value) is not None:
+        return Digest(value)
+    if type(value) is Digest:
+        return value
     if not isinstance(value, str):
         raise InvalidDigestError(f"digest must be a string, got {type(value).__name__}")
-    fast = _FAST.fullmatch(value)
-    if fast is not None:
-        return Digest(fast.group(1), fast.group(2)) if fast.group(1) else Digest(fast.group(3), fast.group(4))
+    value = str(value)
+    if FAST_DIGEST.fullmatch(value) is not None:
+        return Digest(value)
     shown = _shown(value)
     match = _GRAMMAR.fullmatch(value)  # fullmatch: `$` alone would accept a trailing newline
     if match is None:
@@ -56,7 +75,12 @@ def parse_digest(value: object) -> Digest:
         raise InvalidDigestError(
             f"invalid digest {shown}: {algorithm} needs {expected} hex characters, got {len(encoded)}"
         )
-    return Digest(algorithm, encoded)
+    raise InvalidDigestError(f"invalid digest {shown}")  # unreachable: FAST_DIGEST covers the rest
+
+
+def make_digest(algorithm: str, encoded: str) -> Digest:
+    """A digest from its two parts, validated."""
+    return parse_digest(f"{algorithm}:{encoded}")
 
 
 def is_digest(value: str) -> bool:

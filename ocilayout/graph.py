@@ -1,33 +1,35 @@
-"""The walker: what a blob references, decided by its content, and what a set of roots reaches.
+"""The graph: what a blob references (decided by its content), the one walk over those
+references, and the one live set that every deleting command trusts.
 
 Rules (DESIGN 1): an index references its `manifests[]`; an image manifest its `config`
 and `layers[]`; an artifact manifest its `blobs[]`; `subject` is recorded but is a weak
 edge that keeps nothing alive. When a media type is missing or unknown, the blob itself
-is looked at. A blob whose children cannot be known is *unreadable*, and callers that
-delete must then keep everything (doubt keeps a blob).
+is looked at: JSON-looking content (first non-whitespace byte `{`) that fails the strict
+parse is *unreadable*, never a leaf.
+
+Where a blob's use count is decided: `live_set` walks the roots that must survive and
+returns what they reach plus the *doubt* — digests whose references cannot be known
+(unreadable, missing manifests or indexes, absent entries, absurd depth). A deleter may
+delete a blob only when the live set has no doubt and does not hold it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from .descriptor import Descriptor, parse_descriptor, platform_from_json
 from .digest import Digest, parse_digest
 from .errors import CorruptLayoutError, NotFoundError, OcilayoutError
 from .indexfile import loads_strict
-from .mediatypes import (
-    DOCKER_CONFIG,
-    OCI_CONFIG,
-    LEAF_TYPES,
-    Kind,
-    kind_of_media_type,
-)
+from .mediatypes import DOCKER_CONFIG, LEAF_TYPES, OCI_CONFIG, Kind, is_leaf_type, kind_of_media_type
 from .storage import MAX_DOCUMENT_BYTES, LayoutStore
 
 MAX_DEPTH = 64
 _SNIFF_BYTES = 64
+_JSON_SPACE = b" \t\r\n"
+_BOM = b"\xef\xbb\xbf"
 
 
 class NodeState(str, Enum):
@@ -69,25 +71,78 @@ class ConfigInfo:
     labels: Mapping[str, str]
 
 
+class Visit(str, Enum):
+    """What the walk did at one reference (one `Step`)."""
+
+    ENTER = "enter"  # first time: node known; its children follow (if any)
+    LEAF = "leaf"  # a leaf by media type: not opened
+    AGAIN = "again"  # already entered elsewhere: children not repeated
+    CYCLE = "cycle"  # the blob is its own ancestor: not followed
+    DEEP = "deep"  # has children but nesting is absurd: not followed
+
+
 @dataclass(slots=True)
-class Reach:
-    """Everything a set of roots reaches: digest → a descriptor of it (for its size)."""
+class Step:
+    """One reference met by `Graph.walk`: `parent` is None for a root."""
+
+    descriptor: Descriptor
+    parent: Node | None
+    depth: int
+    visit: Visit
+    node: Node | None = None  # None for LEAF and CYCLE
+
+
+@dataclass(frozen=True, slots=True)
+class Doubt:
+    """A digest among what must survive whose references cannot be known."""
+
+    digest: Digest
+    reason: str  # "unreadable", "missing", "absent-entry", "too-deep"
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class LiveSet:
+    """What a set of roots reaches (digest → a descriptor of it, for its size) and the doubt."""
 
     descriptors: dict[Digest, Descriptor] = field(default_factory=dict)
-    missing: list[Digest] = field(default_factory=list)
-    unreadable: list[Digest] = field(default_factory=list)
+    doubt: list[Doubt] = field(default_factory=list)
+    missing: list[Digest] = field(default_factory=list)  # every missing manifest/index, doubt or not
 
     def __contains__(self, digest: object) -> bool:
         return digest in self.descriptors
 
+    def __len__(self) -> int:
+        return len(self.descriptors)
+
     @property
-    def complete(self) -> bool:
-        """False when some reached blob's references could not be read: nothing may be deleted."""
-        return not self.unreadable
+    def certain(self) -> bool:
+        """True when every reached blob's references are known: only then may anything go."""
+        return not self.doubt
 
     def size(self) -> int:
         """Sum of declared sizes of the reached blobs (each counted once)."""
         return sum(d.size for d in self.descriptors.values() if d.size > 0)
+
+    def doubt_message(self, where: str = "") -> str:
+        """One line: which digests block deletion, and what the user can do."""
+        reasons = {d.reason for d in self.doubt}
+        shown = ", ".join(str(d.digest) for d in self.doubt[:3])
+        more = f" and {len(self.doubt) - 3} more" if len(self.doubt) > 3 else ""
+        hints = []
+        if "missing" in reasons:
+            hints.append(
+                "a missing manifest or index may live in a shared blob directory: pass --shared-blobs DIR, "
+                "or --allow-sparse if it is absent on purpose"
+            )
+        if "absent-entry" in reasons:
+            hints.append("an entry's own manifest is in no blob directory: pass --shared-blobs DIR, or remove that entry")
+        if "unreadable" in reasons or "too-deep" in reasons:
+            hints.append("fix or remove the unreadable blob, or the entry reaching it")
+        return (
+            f"{where}nothing deleted (kept every blob): what {shown}{more} references cannot be read "
+            f"({', '.join(sorted(reasons))}); " + "; ".join(hints)
+        )
 
 
 class Graph:
@@ -113,14 +168,15 @@ class Graph:
 
     def node(self, descriptor: Descriptor) -> Node:
         """What `descriptor`'s blob is and references."""
-        promised = kind_of_media_type(descriptor.media_type)
         digest = descriptor.digest
-        if promised is Kind.LEAF:
-            cached = self._nodes.get(digest)
-            return cached if cached is not None else Node(digest, Kind.LEAF, NodeState.NOT_READ)
         cached = self._nodes.get(digest)
-        if cached is not None:
+        promised = kind_of_media_type(descriptor.media_type)
+        if promised is Kind.LEAF:
+            return cached if cached is not None else Node(digest, Kind.LEAF, NodeState.NOT_READ)
+        if cached is not None and (cached.state is not NodeState.NOT_READ or promised is Kind.UNKNOWN):
             return cached
+        # Not yet seen, or seen as a leaf by content while this reference promises a manifest:
+        # then the promise decides (JSON that is no manifest is unreadable, not a leaf).
         document = self._documents.pop(digest, None)
         node = self._load(descriptor, promised) if document is None else self._from_document(digest, promised, document)
         self._nodes[digest] = node
@@ -142,37 +198,41 @@ class Graph:
     def _load(self, descriptor: Descriptor, promised: Kind) -> Node:
         digest = descriptor.digest
         try:
-            if promised is Kind.UNKNOWN:
-                head = self.store.read_blob_head(digest, _SNIFF_BYTES)
-                stripped = head.lstrip()
-                if stripped and not stripped.startswith(b"{"):  # only whitespace so far: JSON may follow
-                    return Node(digest, Kind.LEAF, NodeState.NOT_READ)
+            if promised is Kind.UNKNOWN and not self._looks_like_json(digest):
+                return Node(digest, Kind.LEAF, NodeState.NOT_READ)
             data = self.store.read_blob(digest, MAX_DOCUMENT_BYTES)
         except NotFoundError:
-            if promised is not Kind.UNKNOWN:
-                message = f"missing {promised} {digest} (sparse layout?)"
+            if not is_leaf_type(descriptor.media_type):
+                what = promised if promised is not Kind.UNKNOWN else "blob of unknown type"
+                message = f"missing {what} {digest} (sparse layout?)"
                 if self.strict:
                     raise CorruptLayoutError(message) from None
                 self.warn(message)
             return Node(digest, promised, NodeState.MISSING)
         except OcilayoutError as exc:
-            if promised is Kind.UNKNOWN and "larger than" in str(exc):
-                # An unknown blob too large to be a manifest is data, not a document.
-                return Node(digest, Kind.LEAF, NodeState.NOT_READ, problem=str(exc))
             return self._unreadable(digest, promised, str(exc))
         except OSError as exc:
             return self._unreadable(digest, promised, f"blob {digest}: {exc.strerror or exc}")
         try:
             document = loads_strict(data, f"blob {digest}")
         except CorruptLayoutError as exc:
-            if promised is Kind.UNKNOWN:
-                return Node(digest, Kind.LEAF, NodeState.NOT_READ)
             return self._unreadable(digest, promised, str(exc))
         if not isinstance(document, dict):
             if promised is Kind.UNKNOWN:
-                return Node(digest, Kind.LEAF, NodeState.NOT_READ)
+                return Node(digest, Kind.LEAF, NodeState.NOT_READ)  # JSON, but no object: no references
             return self._unreadable(digest, promised, f"blob {digest}: not a JSON object")
         return self._from_document(digest, promised, document)
+
+    def _looks_like_json(self, digest: Digest) -> bool:
+        """Whether the first non-whitespace byte of a blob of unknown type is `{` (or cannot be
+        seen within the document cap: doubt reads on and lets the parse decide)."""
+        head = self.store.read_blob_head(digest, _SNIFF_BYTES)
+        if head.startswith(_BOM):
+            head = head[len(_BOM) :]
+        stripped = head.lstrip(_JSON_SPACE)
+        if stripped:
+            return stripped.startswith(b"{")
+        return len(head) > 0  # only whitespace so far (or a BOM): JSON may follow
 
     def _unreadable(self, digest: Digest, promised: Kind, problem: str) -> Node:
         self.warn(f"cannot read {digest}: {problem}; keeping every blob it might reference")
@@ -183,32 +243,36 @@ class Graph:
         children: list[Descriptor] = []
         config = None
         layers: list[Digest] = []
-        has_manifests = isinstance(document.get("manifests"), list)
-        has_image = "config" in document or isinstance(document.get("layers"), list)
-        has_blobs = isinstance(document.get("blobs"), list)
+        manifests = document.get("manifests")
+        raw_layers = document.get("layers")
+        blobs = document.get("blobs")
+        has_manifests = type(manifests) is list
+        has_image = "config" in document or type(raw_layers) is list
+        child = self._child
         if has_manifests:
-            for i, raw in enumerate(document["manifests"]):
-                child = self._child(raw, f"{where} manifests[{i}]")
-                if child is not None:
-                    children.append(child)
+            for i, raw in enumerate(manifests):  # type: ignore[arg-type]
+                found = child(raw, where, "manifests", i)
+                if found is not None:
+                    children.append(found)
         if "config" in document:
-            config = self._child(document["config"], f"{where} config")
+            config = child(document["config"], where, "config", -1)
             if config is not None:
                 children.append(config)
-        if isinstance(document.get("layers"), list):
-            for i, raw in enumerate(document["layers"]):
-                child = self._child(raw, f"{where} layers[{i}]")
-                if child is not None:
-                    children.append(child)
-                    layers.append(child.digest)
-        if has_blobs:
-            for i, raw in enumerate(document["blobs"]):
-                child = self._child(raw, f"{where} blobs[{i}]")
-                if child is not None:
-                    children.append(child)
-        if isinstance(document.get("fsLayers"), list):  # Docker schema1
+        if type(raw_layers) is list:
+            for i, raw in enumerate(raw_layers):
+                found = child(raw, where, "layers", i)
+                if found is not None:
+                    children.append(found)
+                    layers.append(found.digest)
+        if type(blobs) is list:
+            for i, raw in enumerate(blobs):
+                found = child(raw, where, "blobs", i)
+                if found is not None:
+                    children.append(found)
+        fs_layers = document.get("fsLayers")
+        if type(fs_layers) is list:  # Docker schema1
             has_image = True
-            for i, raw in enumerate(document["fsLayers"]):
+            for i, raw in enumerate(fs_layers):
                 blob_sum = raw.get("blobSum") if isinstance(raw, dict) else None
                 try:
                     children.append(Descriptor(None, parse_digest(blob_sum), -1))
@@ -218,15 +282,16 @@ class Graph:
             kind = Kind.INDEX
         elif has_image:
             kind = Kind.IMAGE
-        elif has_blobs:
+        elif type(blobs) is list:
             kind = Kind.ARTIFACT
         elif promised is Kind.UNKNOWN:
             kind = Kind.LEAF
         else:
             kind = promised
         subject = None
-        if isinstance(document.get("subject"), dict):
-            subject = self._child(document["subject"], f"{where} subject")
+        raw_subject = document.get("subject")
+        if isinstance(raw_subject, dict):
+            subject = child(raw_subject, where, "subject", -1)
         annotations = document.get("annotations")
         artifact_type = document.get("artifactType")
         return Node(
@@ -237,22 +302,24 @@ class Graph:
             subject,
             config,
             tuple(layers),
-            {k: v for k, v in annotations.items() if isinstance(v, str)} if isinstance(annotations, dict) else {},
+            {k: v for k, v in annotations.items() if isinstance(v, str)} if type(annotations) is dict else {},
             artifact_type if isinstance(artifact_type, str) else None,
         )
 
-    def _child(self, raw: object, where: str) -> Descriptor | None:
+    def _child(self, raw: object, where: str, key: str, position: int) -> Descriptor | None:
         """A child descriptor, leniently: a valid digest is kept even if other fields are wrong."""
         try:
-            return parse_descriptor(raw, where)
+            return parse_descriptor(raw, "")
         except OcilayoutError as exc:
+            place = f"{where} {key}" if position < 0 else f"{where} {key}[{position}]"
+            problem = f"{place}{exc}"
             digest_text = raw.get("digest") if isinstance(raw, dict) else None
             try:
                 digest = parse_digest(digest_text)
             except OcilayoutError:
-                self.warn(f"{exc}; skipped")
+                self.warn(f"{problem}; skipped")
                 return None
-            self.warn(f"{exc}; its blob is kept")
+            self.warn(f"{problem}; its blob is kept")
             media_type = raw.get("mediaType") if isinstance(raw, dict) else None
             return Descriptor(
                 media_type if isinstance(media_type, str) else None,
@@ -261,60 +328,59 @@ class Graph:
                 platform_from_json(raw.get("platform")) if isinstance(raw, dict) else None,
             )
 
-    # -- many blobs -----------------------------------------------------------------
+    # -- many blobs: the one walk ---------------------------------------------------
 
-    def reach(self, roots: Iterable[Descriptor]) -> Reach:
-        """Every blob reachable from `roots` through strong edges (roots included)."""
-        result = Reach()
-        seen = result.descriptors
-        expanded: set[Digest] = set()
-        stack: list[tuple[Descriptor, int]] = [(root, 0) for root in roots]
+    def walk(self, roots: Iterable[Descriptor]) -> Iterator[Step]:
+        """Every reference reachable from `roots` through strong edges, depth first, pre-order.
+
+        Each blob is entered once (later references are AGAIN); a blob that is its own
+        ancestor is a CYCLE and nesting past `max_depth` is DEEP — both never followed, so a
+        hostile layout cannot loop or exhaust memory. Leaves by media type are not opened.
+        """
+        entered: set[Digest] = set()
+        on_path: set[Digest] = set()
+        # Items: (descriptor, parent, depth), or (None, digest) to leave `digest`'s subtree.
+        stack: list[tuple[Any, Any, int]] = [(root, None, 0) for root in roots]
         stack.reverse()
+        leaf_types = LEAF_TYPES
+        nodes = self._nodes
         while stack:
-            descriptor, depth = stack.pop()
+            descriptor, parent, depth = stack.pop()
+            if descriptor is None:
+                on_path.discard(parent)
+                continue
             digest = descriptor.digest
-            known = seen.get(digest)
-            if known is None or (known.size < 0 <= descriptor.size):
-                seen[digest] = descriptor
-            if digest in expanded:
+            if descriptor.media_type in leaf_types and digest not in nodes:
+                # A leaf by media type (never opened); a later non-leaf reference may still
+                # open it, so it is not marked entered.
+                yield Step(descriptor, parent, depth, Visit.LEAF)
                 continue
-            if descriptor.media_type in LEAF_TYPES and digest not in self._nodes:
-                continue  # a leaf by media type (never opened); a later non-leaf reference may expand it
+            if digest in on_path:
+                yield Step(descriptor, parent, depth, Visit.CYCLE)
+                continue
             node = self.node(descriptor)
-            expanded.add(digest)
-            if node.state is NodeState.MISSING and node.kind is not Kind.UNKNOWN:
-                result.missing.append(digest)
-            elif node.state is NodeState.UNREADABLE:
-                result.unreadable.append(digest)
-            if not node.children:
+            if digest in entered:
+                yield Step(descriptor, parent, depth, Visit.AGAIN, node)
                 continue
-            if depth >= self.max_depth:
+            if node.children and depth >= self.max_depth:
                 message = f"nesting deeper than {self.max_depth} levels at {digest}; not followed further"
                 if self.strict:
                     raise CorruptLayoutError(message)
                 self.warn(message)
-                result.unreadable.append(digest)
+                entered.add(digest)
+                yield Step(descriptor, parent, depth, Visit.DEEP, node)
                 continue
-            depth += 1
-            stack.extend((child, depth) for child in reversed(node.children))
-        return result
+            entered.add(digest)
+            yield Step(descriptor, parent, depth, Visit.ENTER, node)
+            if node.children:
+                on_path.add(digest)
+                stack.append((None, digest, 0))
+                depth += 1
+                stack.extend((child, node, depth) for child in reversed(node.children))
 
-    def absent_roots(self, roots: Iterable[Descriptor]) -> list[Descriptor]:
-        """Roots (index.json entries) whose own blob is in no blob directory.
-
-        A sparse copy leaves children of an index out, never an entry's own manifest; a
-        missing one rather means a forgotten --shared-blobs (or damage), and the blobs it
-        references may well be here. Callers that delete treat this like an unreadable
-        blob: doubt keeps, nothing is deleted.
-        """
-        absent = []
-        for root in roots:
-            node = self.node(root)  # cached by a reach just computed
-            if node.state is NodeState.MISSING:
-                absent.append(root)
-            elif node.state is NodeState.NOT_READ and self.store.locate_quiet(root.digest) is None:
-                absent.append(root)  # an entry typed as a leaf: never opened by the walk
-        return absent
+    def reach(self, roots: Iterable[Descriptor]) -> LiveSet:
+        """What `roots` reach (no doubt rule applied beyond what `live_set` records)."""
+        return live_set(self, roots, allow_sparse=True)
 
     def config_info(self, descriptor: Descriptor) -> ConfigInfo | None:
         """Created time, platform and labels of an image config (read once, cached)."""
@@ -331,8 +397,6 @@ class Graph:
 
     def _read_config(self, digest: Digest) -> ConfigInfo | None:
         try:
-            if self.store.locate(digest) is None:
-                return None
             document = loads_strict(self.store.read_blob(digest, MAX_DOCUMENT_BYTES), f"blob {digest}")
         except OcilayoutError:
             return None
@@ -352,3 +416,51 @@ class Graph:
             variant=text("variant"),
             labels={k: v for k, v in labels.items() if isinstance(v, str)} if isinstance(labels, dict) else {},
         )
+
+
+def live_set(graph: Graph, roots: Iterable[Descriptor], *, allow_sparse: bool = False) -> LiveSet:
+    """What `roots` (the entries that must survive) reach, and the doubt (DESIGN 1).
+
+    Doubt: an unreadable blob; a missing blob whose media type is not a leaf type (a
+    manifest or index that may live in a forgotten shared blob directory) unless
+    `allow_sparse` declares such absences deliberate; a root whose own blob is in no blob
+    directory (never excused: a sparse copy leaves children out, not entries); nesting too
+    deep to follow. The one rule every deleter (rm, gc, the foreign-writer re-check) obeys.
+    """
+    result = LiveSet()
+    seen = result.descriptors
+    doubt = result.doubt
+    for step in graph.walk(roots):
+        descriptor = step.descriptor
+        digest = descriptor.digest
+        known = seen.get(digest)
+        if known is None or (known.size < 0 <= descriptor.size):
+            seen[digest] = descriptor
+        visit = step.visit
+        if visit is Visit.LEAF:
+            if step.depth == 0 and graph.store.locate_quiet(digest) is None:
+                doubt.append(Doubt(digest, "absent-entry", "an entry typed as a leaf, in no blob directory"))
+            continue
+        node = step.node
+        if node is None or visit is Visit.AGAIN:
+            continue
+        state = node.state
+        if state is NodeState.MISSING:
+            if step.depth == 0:
+                doubt.append(Doubt(digest, "absent-entry", "the entry's own manifest is in no blob directory"))
+            elif not is_leaf_type(descriptor.media_type):
+                result.missing.append(digest)
+                if not allow_sparse:
+                    doubt.append(Doubt(digest, "missing", f"missing {descriptor.media_type or 'untyped'} blob"))
+        elif state is NodeState.UNREADABLE:
+            doubt.append(Doubt(digest, "unreadable", node.problem or ""))
+        elif visit is Visit.DEEP:
+            doubt.append(Doubt(digest, "too-deep", f"nested deeper than {graph.max_depth} levels"))
+    return result
+
+
+def unreached(live: LiveSet, candidates: Sequence[Digest]) -> list[Digest]:
+    """The candidates nothing in `live` uses; none at all while the live set is in doubt."""
+    if live.doubt:
+        return []
+    return [d for d in candidates if d not in live.descriptors]

@@ -7,7 +7,7 @@ changes only what an operation means to change.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Iterable
 
@@ -43,6 +43,7 @@ class IndexFile:
     document: dict[str, Any]
     entries: tuple[Entry, ...]
     warnings: tuple[str, ...] = ()
+    source: bytes = field(default=b"", repr=False, compare=False)  # the bytes parsed
 
     def names(self) -> dict[str, list[Entry]]:
         """Entries by ref name (a name may appear on several entries in the wild)."""
@@ -120,7 +121,7 @@ def parse_index(data: bytes, what: str = "index.json") -> IndexFile:
     for position, raw in enumerate(manifests):
         descriptor = parse_descriptor(raw, f"{what}: manifests[{position}]")
         entries.append(Entry(position, descriptor, raw))
-    return IndexFile(document, tuple(entries), tuple(warnings))
+    return IndexFile(document, tuple(entries), tuple(warnings), bytes(data))
 
 
 def with_name(raw: dict[str, Any], name: str | None) -> dict[str, Any]:

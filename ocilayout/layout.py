@@ -5,21 +5,23 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from .delete import RemovalReport, finish_report, plan_removal
 from .descriptor import Platform, parse_platform_spec
 from .filters import parse_filters
-from .gc import DEFAULT_GRACE, GcReport, collect_garbage, parse_duration
+from .gc import DEFAULT_GRACE, GcReport, collect, gc_shared, parse_duration
 from .graph import Graph
 from .indexfile import IndexFile
 from .listing import ImageRow, InspectReport, TreeNode, build_tree, inspect_image, list_images
 from .lock import DEFAULT_LOCK_TIMEOUT
+
+if TYPE_CHECKING:
+    from .verify import ProgressCallback, VerifyReport
 from .resolve import Resolved, resolve
 from .storage import LayoutStore, open_store
 from .tagging import TagReport, UntagReport, plan_tag, plan_untag, require_names_found
-from .verify import ProgressCallback, VerifyReport, verify_layout
-from .writepath import change
+from .transaction import transaction
 
 PathLike = str | os.PathLike[str]
 
@@ -43,7 +45,7 @@ class Tree:
 class Layout:
     """An OCI image-layout directory, optionally reading from a shared blob directory."""
 
-    def __init__(self, store: LayoutStore, index: IndexFile, *, strict: bool = False) -> None:
+    def __init__(self, store: LayoutStore, index: IndexFile | None, *, strict: bool = False) -> None:
         self.store = store
         self._index: IndexFile | None = index
         self.strict = strict
@@ -56,9 +58,17 @@ class Layout:
         return self._index
 
     @classmethod
-    def open(cls, path: PathLike, shared_blobs: PathLike | None = None, *, strict: bool = False) -> Layout:
-        """Open and validate a layout (its `oci-layout` and `index.json`)."""
+    def open(
+        cls, path: PathLike, shared_blobs: PathLike | None = None, *, strict: bool = False, check: bool = True
+    ) -> Layout:
+        """Open and validate a layout (its `oci-layout` and `index.json`).
+
+        `check=False` only requires the directory: for `verify`, which reports a bad
+        `oci-layout` or `index.json` as problems of its own.
+        """
         store = open_store(Path(path), Path(shared_blobs) if shared_blobs is not None else None)
+        if not check:
+            return cls(store, None, strict=strict)
         store.check_layout_file()
         return cls(store, store.read_index(), strict=strict)
 
@@ -114,22 +124,31 @@ class Layout:
         force: bool = False,
         prune: bool = False,
         keep_referrers: bool = False,
+        allow_sparse: bool = False,
         dry_run: bool = False,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     ) -> RemovalReport:
-        """Remove images by reference and/or filter; one index rewrite, one blob pass."""
+        """Remove images by reference and/or filter; one index rewrite, one blob pass.
+
+        `allow_sparse` declares missing manifests below the entries absent on purpose;
+        otherwise a missing one among what stays keeps every blob (it may live in a shared
+        blob directory not named).
+        """
         parsed_filters = parse_filters(list(filters))
-        options = dict(filters=parsed_filters, force=force, prune=prune, keep_referrers=keep_referrers)
-        if dry_run:
-            graph = self.graph()
-            plan = plan_removal(self.store, self.index, graph, references, **options)  # type: ignore[arg-type]
-            sizes = {d: self._local_size(d) for d in plan.doomed}
-            return finish_report(plan, sizes, {}, dry_run=True)
-        with change(self.store, lock_timeout) as txn:
-            graph = self.graph()
-            plan = plan_removal(self.store, txn.index, graph, references, **options)  # type: ignore[arg-type]
-            result = txn.commit(plan.new_entries, plan.doomed, graph)
-        report = finish_report(plan, result.freed, result.errors, dry_run=False)
+        with self._transaction(lock_timeout, dry_run=dry_run, allow_sparse=allow_sparse) as txn:
+            plan = plan_removal(
+                txn.store,
+                txn.index,
+                txn.graph,
+                references,
+                filters=parsed_filters,
+                force=force,
+                prune=prune,
+                keep_referrers=keep_referrers,
+                allow_sparse=allow_sparse,
+            )
+            result = txn.commit(plan.new_entries, [(d, self.store.local_path(d)) for d in plan.doomed])
+        report = finish_report(plan, result.freed, result.errors, dry_run=dry_run)
         if result.kept_for_foreign_writer:
             report.warnings.append(
                 f"kept {len(result.kept_for_foreign_writer)} blobs that another writer made reachable meanwhile"
@@ -148,13 +167,10 @@ class Layout:
     ) -> TagReport:
         """Point `name` at the image `source` resolves to, moving it if it was elsewhere."""
         wanted = parse_platform_spec(platform) if isinstance(platform, str) else platform
-        if dry_run:
-            _, report = plan_tag(self.index, resolve(self.index, source, self.graph(), wanted), name)
-            report.dry_run = True
-            return report
-        with change(self.store, lock_timeout) as txn:
-            resolved = resolve(txn.index, source, self.graph(), wanted)
+        with self._transaction(lock_timeout, dry_run=dry_run) as txn:
+            resolved = resolve(txn.index, source, txn.graph, wanted)
             entries, report = plan_tag(txn.index, resolved, name)
+            report.dry_run = dry_run
             if entries is not None:
                 txn.commit(entries)
         self.reload()
@@ -164,24 +180,24 @@ class Layout:
         self, names: Sequence[str], *, dry_run: bool = False, lock_timeout: float = DEFAULT_LOCK_TIMEOUT
     ) -> UntagReport:
         """Remove names; content stays (as a dangling entry if it loses its last name)."""
-        if dry_run:
-            _, report = plan_untag(self.index, list(names))
-            report.dry_run = True
-            require_names_found(report)
-            return report
-        with change(self.store, lock_timeout) as txn:
+        with self._transaction(lock_timeout, dry_run=dry_run) as txn:
             entries, report = plan_untag(txn.index, list(names))
+            report.dry_run = dry_run
             require_names_found(report)
             if entries is not None:
                 txn.commit(entries)
         self.reload()
         return report
 
-    def _local_size(self, digest: object) -> int:
-        try:
-            return self.store.local_path(digest).stat().st_size  # type: ignore[arg-type]
-        except OSError:
-            return 0
+    def _transaction(self, lock_timeout: float, *, dry_run: bool, allow_sparse: bool = False) -> Any:
+        return transaction(
+            [self.store],
+            lock_timeout,
+            dry_run=dry_run,
+            allow_sparse=allow_sparse,
+            strict=self.strict,
+            known=self._index,
+        )
 
     # -- gc and verify ------------------------------------------------------------------
 
@@ -190,19 +206,50 @@ class Layout:
         *,
         grace: float | str = DEFAULT_GRACE,
         dry_run: bool = False,
+        allow_sparse: bool = False,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     ) -> GcReport:
         """Delete blobs of the own blobs/ that no entry reaches and older than `grace` seconds.
 
         `grace` may also be text such as "1h" or "30m". A shared blob directory is read but
-        never collected here (see `ocilayout.gc.gc_shared`).
+        never collected here (see `Layout.gc_shared`).
         """
-        report = collect_garbage(
-            self.store, grace=parse_duration(grace), dry_run=dry_run, lock_timeout=lock_timeout, strict=self.strict
+        report = collect(
+            [self.store],
+            grace=parse_duration(grace),
+            dry_run=dry_run,
+            lock_timeout=lock_timeout,
+            strict=self.strict,
+            allow_sparse=allow_sparse,
+            known=self._index,
         )
         self.reload()
         return report
 
+    @staticmethod
+    def gc_shared(
+        shared_blobs: PathLike,
+        layouts: Sequence[PathLike],
+        *,
+        grace: float | str = DEFAULT_GRACE,
+        dry_run: bool = False,
+        allow_sparse: bool = False,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        strict: bool = False,
+    ) -> GcReport:
+        """Collect a shared blob directory over the *complete* list of layouts that use it."""
+        return gc_shared(
+            shared_blobs,
+            layouts,
+            grace=parse_duration(grace),
+            dry_run=dry_run,
+            allow_sparse=allow_sparse,
+            lock_timeout=lock_timeout,
+            strict=strict,
+        )
+
     def verify(self, *, allow_sparse: bool = False, progress: ProgressCallback | None = None) -> VerifyReport:
         """Check every reachable blob (presence, size, digest, schema); list unreachable and stray files."""
+        from .verify import verify_layout
+
         return verify_layout(self.path, self.store.shared_blobs, allow_sparse=allow_sparse, progress=progress)

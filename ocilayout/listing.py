@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from .descriptor import Descriptor
 from .digest import Digest
 from .errors import CorruptLayoutError
-from .graph import Graph, Node, NodeState
+from .graph import Graph, Node, NodeState, Visit
 from .indexfile import IndexFile
-from .mediatypes import CREATED, DOCKER_CONFIG, OCI_CONFIG, Kind
+from .mediatypes import CREATED, DOCKER_CONFIG, OCI_CONFIG, Kind, is_leaf_type
 from .resolve import Resolved
 from .storage import LayoutStore
 
@@ -69,11 +68,10 @@ def list_images(index: IndexFile, graph: Graph) -> list[ImageRow]:
     rows = []
     cache: dict[Any, tuple[str, list[str], int, str | None, int]] = {}
     present: dict[Digest, bool] = {}
-    on_disk = _BlobNames(graph.store)
     for entry in index.entries:
         key = entry.digest
         if key not in cache:
-            cache[key] = _summarise(entry.descriptor, graph, present, on_disk)
+            cache[key] = _summarise(entry.descriptor, graph, present)
         kind, platforms, size, created, missing = cache[key]
         if not platforms and entry.descriptor.platform is not None:
             platforms = [str(entry.descriptor.platform)]
@@ -93,27 +91,20 @@ def list_images(index: IndexFile, graph: Graph) -> list[ImageRow]:
 
 
 def _summarise(
-    descriptor: Descriptor, graph: Graph, present: dict[Digest, bool], on_disk: _BlobNames
+    descriptor: Descriptor, graph: Graph, present: dict[Digest, bool]
 ) -> tuple[str, list[str], int, str | None, int]:
     node = graph.node(descriptor)
     reach = graph.reach([descriptor])
-    missing = len(reach.missing)
+    missing = 0
     # Configs and layers are never opened by the walk; one listing of each blobs/<alg>/ says
     # whether they exist (a stat per blob costs as much as the whole walk on large layouts).
     for digest, child in reach.descriptors.items():
-        if digest not in present:
-            child_node = graph.node(child)
-            if child_node.state is NodeState.MISSING:
-                present[digest] = False
-                if child_node.kind is Kind.UNKNOWN:
-                    graph.warn(_missing_blob(child))
-            elif child_node.state is NodeState.NOT_READ:
-                present[digest] = digest in on_disk
-                if not present[digest]:
-                    graph.warn(_missing_blob(child))
-            else:
-                present[digest] = True
-        if not present[digest] and digest not in reach.missing:
+        found = present.get(digest)
+        if found is None:
+            found = present[digest] = graph.store.present(digest)
+            if not found and is_leaf_type(child.media_type):
+                graph.warn(_missing_blob(child))  # missing manifests are warned by the graph
+        if not found:
             missing += 1
     created = node.annotations.get(CREATED)
     platforms: list[str] = []
@@ -128,32 +119,6 @@ def _summarise(
                 platforms = [f"{platform}/{info.variant}" if info.variant else platform]
     kind = _kind(node) if node.state is not NodeState.MISSING else "missing"
     return kind, platforms, reach.size(), created, missing
-
-
-class _BlobNames:
-    """Regular files under blobs/<alg>/ (own, then shared), listed once per algorithm."""
-
-    def __init__(self, store: LayoutStore) -> None:
-        self.store = store
-        self.names: dict[str, set[str]] = {}
-
-    def __contains__(self, digest: Digest) -> bool:
-        names = self.names.get(digest.algorithm)
-        if names is None:
-            names = self.names[digest.algorithm] = self._list(digest.algorithm)
-        return digest.encoded in names
-
-    def _list(self, algorithm: str) -> set[str]:
-        found: set[str] = set()
-        for base in (self.store.blobs_dir, self.store.shared_blobs):
-            if base is None or os.path.islink(base) or os.path.islink(base / algorithm):
-                continue  # never look through a symlinked directory (as LayoutStore.locate)
-            try:
-                with os.scandir(base / algorithm) as entries:
-                    found.update(e.name for e in entries if e.is_file(follow_symlinks=False))
-            except OSError:
-                continue
-        return found
 
 
 def _missing_blob(descriptor: Descriptor) -> str:
@@ -200,60 +165,47 @@ def _descriptor_json(descriptor: Descriptor) -> dict[str, Any]:
 
 
 def build_tree(graph: Graph, descriptor: Descriptor, name: str | None = None) -> TreeNode:
-    """The nested structure under one entry; cycles and absurd depth are marked, not followed."""
-    root = _tree_node(graph, descriptor, "entry", name)
-    # Explicit stack: a hostile layout must not be able to exhaust Python's recursion limit.
-    stack: list[tuple[TreeNode, Descriptor, tuple[Any, ...]]] = [(root, descriptor, (descriptor.digest,))]
-    # Each blob's children are shown once per root: a DAG that lists one index twice per level
-    # would otherwise print 2**depth lines. Pre-order, so "shown above" is true on screen.
-    expanded: set[Digest] = set()
-    while stack:
-        tree, desc, path = stack.pop()
-        node = graph.node(desc)
-        if not node.children:
-            continue
-        if desc.digest in expanded:
-            tree.note = tree.note or "shown above"
-            continue
-        expanded.add(desc.digest)
-        if len(path) > graph.max_depth:
+    """The nested structure under one entry, from the graph's one walk: a blob's children are
+    shown once ("shown above" later; a DAG listing one index twice per level would otherwise
+    print 2**depth lines); cycles and absurd depth are marked, not followed."""
+    root: TreeNode | None = None
+    by_depth: list[TreeNode] = []
+    for step in graph.walk([descriptor]):
+        node = step.node
+        if step.parent is None:
+            tree = root = _tree_node(graph, step.descriptor, node, "entry", name)
+        else:
+            tree = _tree_node(graph, step.descriptor, node, _role(step.parent, step.descriptor))
+            by_depth[step.depth - 1].children.append(tree)
+        del by_depth[step.depth :]
+        by_depth.append(tree)
+        if step.visit is Visit.CYCLE:
+            tree.note = "cycle: already an ancestor"
+        elif step.visit is Visit.DEEP:
             tree.note = f"deeper than {graph.max_depth} levels; not shown"
-            continue
-        pending = []
-        for child, role in _roles(node):
-            sub = _tree_node(graph, child, role)
-            tree.children.append(sub)
-            if child.digest in path:
-                sub.note = "cycle: already an ancestor"
-                continue
-            pending.append((sub, child, path + (child.digest,)))
-        stack.extend(reversed(pending))
+        elif step.visit is Visit.AGAIN and node is not None and node.children:
+            tree.note = tree.note or "shown above"
+    assert root is not None
     return root
 
 
-def _roles(node: Node) -> list[tuple[Descriptor, str]]:
-    layer_set = set(node.layers)
-    roles = []
-    for child in node.children:
-        if node.config is not None and child is node.config:
-            role = "config"
-        elif child.digest in layer_set:
-            role = "layer"
-        elif node.kind is Kind.INDEX:
-            role = "manifest"
-        else:
-            role = "blob"
-        roles.append((child, role))
-    return roles
+def _role(parent: Node, child: Descriptor) -> str:
+    if parent.config is not None and child is parent.config:
+        return "config"
+    if child.digest in parent.layers:
+        return "layer"
+    if parent.kind is Kind.INDEX:
+        return "manifest"
+    return "blob"
 
 
-def _tree_node(graph: Graph, descriptor: Descriptor, role: str, name: str | None = None) -> TreeNode:
-    node = graph.node(descriptor)
+def _tree_node(graph: Graph, descriptor: Descriptor, node: Node | None, role: str, name: str | None = None) -> TreeNode:
+    if node is None:
+        node = graph.node(descriptor)  # a leaf by media type: never opened
     state = node.state
-    if state is NodeState.NOT_READ and node.kind is Kind.LEAF:
-        state = NodeState.NOT_READ if graph.store.locate_quiet(descriptor.digest) else NodeState.MISSING
-        if state is NodeState.MISSING:
-            graph.warn(_missing_blob(descriptor))
+    if state is NodeState.NOT_READ and node.kind is Kind.LEAF and not graph.store.present(descriptor.digest):
+        state = NodeState.MISSING
+        graph.warn(_missing_blob(descriptor))
     return TreeNode(
         role=role,
         digest=str(descriptor.digest),

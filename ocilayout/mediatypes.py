@@ -67,3 +67,19 @@ def kind_of_media_type(media_type: str | None) -> Kind:
     if media_type in LEAF_TYPES:
         return Kind.LEAF
     return Kind.UNKNOWN
+
+
+# Prefixes of layer types: a *missing* blob of such a type is a leaf for certain (it holds
+# no references), so it never puts a deletion in doubt. Other unknown types might be a
+# manifest we cannot see.
+_LEAF_PREFIXES = (
+    "application/vnd.oci.image.layer.",
+    "application/vnd.docker.image.rootfs.",
+)
+
+
+def is_leaf_type(media_type: str | None) -> bool:
+    """True when a media type says, on its own, that the blob references nothing."""
+    if media_type is None:
+        return False
+    return media_type in LEAF_TYPES or media_type.startswith(_LEAF_PREFIXES)

@@ -16,12 +16,17 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+from urllib.parse import urljoin
 
-__all__ = ["SCHEMA_KINDS", "SCHEMA_BASE_URI", "schema_dir", "schema_id", "validate", "validator_for"]
+if TYPE_CHECKING:  # jsonschema costs 0.3 s to import; a clean layout never needs it
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
+    from referencing import Registry
+
+__all__ = ["SCHEMA_KINDS", "SCHEMA_BASE_URI", "problems", "schema_dir", "schema_id", "validate", "validator_for"]
 
 # One schema file per kind: schemas/<kind>.json.
 SCHEMA_KINDS: tuple[str, ...] = ("layout", "descriptor", "index", "manifest", "artifact-manifest", "config")
@@ -70,6 +75,9 @@ def schema_id(kind: str) -> str:
 @functools.cache
 def _registry() -> Registry:
     """All schema files, keyed by their ``$id``, so ``$ref`` between them resolves offline."""
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT202012
+
     directory = schema_dir()
     resources: list[tuple[str, Resource[Any]]] = []
     for kind in SCHEMA_KINDS:
@@ -93,6 +101,8 @@ def validator_for(kind: str) -> Draft202012Validator:
     No format checker is attached: every constraint we rely on is expressed with patterns,
     so results do not depend on which optional format libraries happen to be installed.
     """
+    from jsonschema import Draft202012Validator
+
     _check_kind(kind)
     registry = _registry()
     schema = registry.contents(schema_id(kind))
@@ -149,3 +159,234 @@ def _one_line(text: str) -> str:
 
 def _shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# -- schema checks, with a fast path ------------------------------------------------------------
+#
+# jsonschema spends about 5 ms on one manifest (mostly its $ref machinery); a layout of
+# 100,000 images holds over 200,000 documents. `_FastSchemas` turns our schema files into
+# plain Python predicates that only ever answer "certainly valid": a False, or a keyword it
+# does not know when compiling, falls back to jsonschema, which is also what words the
+# problems. So a gap here costs speed, never a missed problem -- provided a True is never
+# wrong, which tests/test_verify.py checks against jsonschema on many documents.
+
+Predicate = Callable[[Any], bool]
+_ANNOTATIONS = frozenset({"$schema", "$comment", "title", "description", "$defs", "examples", "default"})
+
+
+class _Unsupported(Exception):
+    """A schema construct the fast path does not handle: use jsonschema for that kind."""
+
+
+class _FastSchemas:
+    def __init__(self, documents: dict[str, Any]) -> None:
+        self.documents = documents  # $id -> schema document
+        self._cache: dict[tuple[str, str], Predicate] = {}
+
+    def root(self, uri: str) -> Predicate:
+        return self._at(uri, "")
+
+    def _at(self, uri: str, pointer: str) -> Predicate:
+        key = (uri, pointer)
+        found = self._cache.get(key)
+        if found is not None:
+            return found
+        cell: list[Predicate] = []
+        self._cache[key] = lambda x: cell[0](x)  # recursion ("$ref": "#") resolves later
+        if uri not in self.documents:
+            raise _Unsupported(uri)
+        node = self.documents[uri]
+        for part in [p.replace("~1", "/").replace("~0", "~") for p in pointer.split("/")[1:]]:
+            if not isinstance(node, dict) or part not in node:
+                raise _Unsupported(f"{uri}#{pointer}")
+            node = node[part]
+        compiled = self._compile(node, uri)
+        cell.append(compiled)
+        self._cache[key] = compiled
+        return compiled
+
+    def _compile(self, schema: Any, base: str) -> Predicate:
+        if schema is True:
+            return lambda x: True
+        if schema is False:
+            return lambda x: False
+        if not isinstance(schema, dict):
+            raise _Unsupported(repr(schema))
+        if "$id" in schema and schema["$id"] != base:
+            raise _Unsupported("nested $id")
+        checks: list[Predicate] = []
+        for key, value in schema.items():
+            if key in _ANNOTATIONS or key in ("$id", "then", "else"):
+                continue
+            checks.append(self._keyword(key, value, schema, base))
+        if len(checks) == 1:
+            return checks[0]
+        if len(checks) == 2:
+            first, second = checks
+            return lambda x: first(x) and second(x)
+
+        def every(x: Any) -> bool:
+            for check in checks:
+                if not check(x):
+                    return False
+            return True
+
+        return every
+
+    def _keyword(self, key: str, value: Any, schema: dict[str, Any], base: str) -> Predicate:
+        if key == "type":
+            return _type_check([value] if isinstance(value, str) else list(value))
+        if key == "required":
+            names = frozenset(value)
+            return lambda x: not isinstance(x, dict) or names.issubset(x.keys())
+        if key == "properties":
+            props = {name: self._compile(sub, base) for name, sub in value.items()}
+
+            def properties(x: Any) -> bool:
+                if isinstance(x, dict):
+                    for name, item in x.items():
+                        check = props.get(name)
+                        if check is not None and not check(item):
+                            return False
+                return True
+
+            return properties
+        if key == "additionalProperties":
+            if "patternProperties" in schema:
+                raise _Unsupported("patternProperties")
+            known = set(schema.get("properties", {}))
+            extra = self._compile(value, base)
+
+            def additional(x: Any) -> bool:
+                if isinstance(x, dict):
+                    for name, item in x.items():
+                        if name not in known and not extra(item):
+                            return False
+                return True
+
+            return additional
+        if key == "items":
+            if "prefixItems" in schema:
+                raise _Unsupported("prefixItems")
+            each = self._compile(value, base)
+
+            def items(x: Any) -> bool:
+                if isinstance(x, list):
+                    for item in x:
+                        if not each(item):
+                            return False
+                return True
+
+            return items
+        if key == "pattern":
+            return _exact_pattern(value)
+        if key == "not":
+            inner = _exact_pattern_schema(value)
+            return lambda x: not inner(x)
+        if key == "if":
+            condition = _exact_pattern_schema(value)
+            then = self._compile(schema.get("then", True), base)
+            otherwise = self._compile(schema.get("else", True), base)
+            return lambda x: then(x) if condition(x) else otherwise(x)
+        if key == "allOf":
+            parts = [self._compile(sub, base) for sub in value]
+            return lambda x: all(p(x) for p in parts)
+        if key == "const":
+            return lambda x: _same(x, value)
+        if key == "enum":
+            options = list(value)
+            return lambda x: any(_same(x, o) for o in options)
+        if key in ("minimum", "maximum"):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise _Unsupported(key)
+            low = key == "minimum"
+            # Floats are left to jsonschema (False here means "not sure").
+            return lambda x: (
+                isinstance(x, bool)
+                or not isinstance(x, (int, float))
+                or (isinstance(x, int) and (x >= value if low else x <= value))
+            )
+        if key == "minLength":
+            return lambda x: not isinstance(x, str) or len(x) >= value
+        if key == "$ref":
+            uri, _, pointer = urljoin(base, value).partition("#")
+            return self._at(uri, pointer)
+        raise _Unsupported(key)
+
+
+_PLAIN_TYPES: dict[str, type | tuple[type, ...]] = {
+    "object": dict,
+    "array": list,
+    "string": str,
+    "null": type(None),
+    "boolean": bool,
+    "integer": int,  # 2.0 is an integer to JSON Schema; left to jsonschema here
+    "number": (int, float),
+}
+
+
+def _type_check(types: list[str]) -> Predicate:
+    unknown = [t for t in types if t not in _PLAIN_TYPES]
+    if unknown:
+        raise _Unsupported(f"type {unknown[0]}")
+    classes: tuple[type, ...] = ()
+    for name in types:
+        entry = _PLAIN_TYPES[name]
+        classes += entry if isinstance(entry, tuple) else (entry,)
+    if "boolean" in types:
+        return lambda x: isinstance(x, classes)
+    return lambda x: isinstance(x, classes) and not isinstance(x, bool)  # True is no integer
+
+
+def _exact_pattern(pattern: str) -> Predicate:
+    regex = re.compile(pattern)
+    return lambda x: not isinstance(x, str) or regex.search(x) is not None
+
+
+def _exact_pattern_schema(schema: Any) -> Predicate:
+    """Under `not` and `if` the answer must be exact both ways: only `{"pattern": ...}` is."""
+    if not isinstance(schema, dict) or set(schema) - {"pattern", "$comment"} or "pattern" not in schema:
+        raise _Unsupported("not/if other than a lone pattern")
+    return _exact_pattern(schema["pattern"])
+
+
+def _same(a: Any, b: Any) -> bool:
+    """JSON equality, stricter than JSON Schema's (2 vs 2.0 differ): strictness only costs speed."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return bool(a == b)
+
+
+_fast_lock = threading.Lock()
+_fast_validators: dict[str, Predicate | None] = {}
+
+
+def _fast_validator(kind: str) -> Predicate | None:
+    """The compiled "certainly valid" predicate for a schema kind, or None (jsonschema only)."""
+    with _fast_lock:
+        if kind not in _fast_validators:
+            try:
+                documents = {}
+                for path in sorted(schema_dir().glob("*.json")):
+                    document = json.loads(path.read_text(encoding="utf-8"))
+                    documents[document["$id"]] = document
+                roots = [uri for uri in documents if uri.rsplit("/", 1)[-1] == f"{kind}.json"]
+                if len(roots) != 1:
+                    raise _Unsupported(kind)
+                _fast_validators[kind] = _FastSchemas(documents).root(roots[0])
+            except (_Unsupported, OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError):
+                _fast_validators[kind] = None
+        return _fast_validators[kind]
+
+
+def problems(document: Any, kind: str) -> list[str]:
+    """Problems with `document` against the `kind` schema (empty when valid): the fast path
+    first, jsonschema (imported only then) to confirm and word what it could not accept."""
+    fast = _fast_validator(kind)
+    if fast is not None and fast(document):
+        return []
+    return validate(document, kind)

@@ -39,8 +39,8 @@ from urllib.parse import urljoin
 from .descriptor import Descriptor, parse_descriptor
 from .digest import Digest, parse_digest
 from .errors import CorruptLayoutError, OcilayoutError
-from .gc import scan_blob_dir
-from .graph import MAX_DEPTH, Graph, Node, NodeState
+from .graph import MAX_DEPTH, Graph, Node, NodeState, Visit
+from .schemas import problems as _schema_problems
 from .indexfile import loads_strict
 from .mediatypes import (
     ARTIFACT_TYPES,
@@ -136,9 +136,9 @@ class _Blob:
     node: Node | None = None
 
 
-def _schema_kind(descriptor: Descriptor, node: Node) -> str | None:
+def _schema_kind(descriptor: Descriptor, node: Node | None) -> str | None:
     """Which schema a reachable blob must satisfy, if any."""
-    if node.state is NodeState.PARSED:
+    if node is not None and node.state is NodeState.PARSED:
         if node.kind is Kind.INDEX:
             return "index"
         if node.kind is Kind.IMAGE:
@@ -153,72 +153,38 @@ def _schema_kind(descriptor: Descriptor, node: Node) -> str | None:
     return None
 
 
-class _Walk:
-    """Depth-first walk with colours, so a cycle is seen (and reported) rather than skipped.
-
-    Every reference is recorded (a blob referenced by several parents has its size checked
-    against each); every blob is read and parsed at most once (the graph caches).
-    """
-
-    def __init__(self, graph: Graph, max_depth: int) -> None:
-        self.graph = graph
-        self.max_depth = max_depth
-        self.blobs: dict[Digest, _Blob] = {}
-        self.problems: list[Problem] = []
-        self._done: set[Digest] = set()
-
-    def run(self, roots: Sequence[tuple[Descriptor, str]]) -> None:
-        for descriptor, where in roots:
-            self._visit_tree(descriptor, where)
-
-    def _record(self, descriptor: Descriptor, where: str) -> _Blob:
-        blob = self.blobs.get(descriptor.digest)
+def _walk(graph: Graph, roots: Sequence[tuple[Descriptor, str]], problems: list[Problem]) -> dict[Digest, _Blob]:
+    """Every reachable blob with every reference to it (a blob referenced by several parents
+    has its size checked against each), from the graph's one walk."""
+    blobs: dict[Digest, _Blob] = {}
+    labels = iter(where for _, where in roots)
+    for step in graph.walk(descriptor for descriptor, _ in roots):
+        descriptor = step.descriptor
+        digest = descriptor.digest
+        parent = step.parent
+        where = next(labels) if parent is None else f"{parent.kind} {parent.digest}"
+        blob = blobs.get(digest)
         if blob is None:
-            blob = self.blobs[descriptor.digest] = _Blob(descriptor.digest)
+            blob = blobs[digest] = _Blob(digest)
         blob.claims.append((descriptor.size, where))
-        return blob
-
-    def _visit_tree(self, root: Descriptor, where: str) -> None:
-        # Items: (descriptor, who references it, depth) to enter a blob, or (digest,) to leave it.
-        on_path: set[Digest] = set()
-        stack: list[tuple[Any, ...]] = [(root, where, 0)]
-        while stack:
-            item = stack.pop()
-            if len(item) == 1:
-                on_path.discard(item[0])
-                self._done.add(item[0])
-                continue
-            descriptor, referrer, depth = item
-            digest = descriptor.digest
-            blob = self._record(descriptor, referrer)
-            if digest in on_path:
-                self.problems.append(
-                    Problem("cycle", str(digest), f"referenced by {referrer}, which it (indirectly) references")
-                )
-                continue
-            node = self.graph.node(descriptor)
-            if blob.node is None or (blob.node.state is NodeState.NOT_READ and node.state is not NodeState.NOT_READ):
-                blob.node = node
-            if blob.schema_kind is None:
-                blob.schema_kind = _schema_kind(descriptor, node)
-            if digest in self._done or not node.children:
-                # A leaf is never marked done: a later reference with a manifest media type
-                # may still make the graph read it.
-                if node.state is NodeState.UNREADABLE and digest not in self._done:
-                    self._done.add(digest)
-                    self.problems.append(Problem("unreadable", str(digest), node.problem or "cannot be read"))
-                continue
-            if depth >= self.max_depth:
-                self._done.add(digest)
-                self.problems.append(
-                    Problem("depth", str(digest), f"nested deeper than {self.max_depth} levels; not followed further")
-                )
-                continue
-            on_path.add(digest)
-            stack.append((digest,))
-            label = f"{node.kind} {digest}"
-            for child in reversed(node.children):
-                stack.append((child, label, depth + 1))
+        visit = step.visit
+        if visit is Visit.CYCLE:
+            problems.append(Problem("cycle", str(digest), f"referenced by {where}, which it (indirectly) references"))
+            continue
+        node = step.node
+        if node is not None and (
+            blob.node is None or (blob.node.state is NodeState.NOT_READ and node.state is not NodeState.NOT_READ)
+        ):
+            blob.node = node
+        if blob.schema_kind is None:
+            blob.schema_kind = _schema_kind(descriptor, node)
+        if visit is Visit.DEEP:
+            problems.append(
+                Problem("depth", str(digest), f"nested deeper than {graph.max_depth} levels; not followed further")
+            )
+        elif visit is Visit.ENTER and node is not None and node.state is NodeState.UNREADABLE:
+            problems.append(Problem("unreadable", str(digest), node.problem or "cannot be read"))
+    return blobs
 
 
 # -- hashing ------------------------------------------------------------------------------------
@@ -347,253 +313,6 @@ def _validate_document(data: bytes, blob: _Blob) -> list[str]:
     return _schema_problems(document, kind)
 
 
-# -- schema checks, with a fast path ------------------------------------------------------------
-#
-# jsonschema spends about 5 ms on one manifest (mostly its $ref machinery); a layout of
-# 100,000 images holds over 200,000 documents. `_FastSchemas` turns our schema files into
-# plain Python predicates that only ever answer "certainly valid": a False, or a keyword it
-# does not know when compiling, falls back to jsonschema, which is also what words the
-# problems. So a gap here costs speed, never a missed problem -- provided a True is never
-# wrong, which tests/test_verify.py checks against jsonschema on many documents.
-
-Predicate = Callable[[Any], bool]
-_ANNOTATIONS = frozenset({"$schema", "$comment", "title", "description", "$defs", "examples", "default"})
-
-
-class _Unsupported(Exception):
-    """A schema construct the fast path does not handle: use jsonschema for that kind."""
-
-
-class _FastSchemas:
-    def __init__(self, documents: dict[str, Any]) -> None:
-        self.documents = documents  # $id -> schema document
-        self._cache: dict[tuple[str, str], Predicate] = {}
-
-    def root(self, uri: str) -> Predicate:
-        return self._at(uri, "")
-
-    def _at(self, uri: str, pointer: str) -> Predicate:
-        key = (uri, pointer)
-        found = self._cache.get(key)
-        if found is not None:
-            return found
-        cell: list[Predicate] = []
-        self._cache[key] = lambda x: cell[0](x)  # recursion ("$ref": "#") resolves later
-        if uri not in self.documents:
-            raise _Unsupported(uri)
-        node = self.documents[uri]
-        for part in [p.replace("~1", "/").replace("~0", "~") for p in pointer.split("/")[1:]]:
-            if not isinstance(node, dict) or part not in node:
-                raise _Unsupported(f"{uri}#{pointer}")
-            node = node[part]
-        compiled = self._compile(node, uri)
-        cell.append(compiled)
-        self._cache[key] = compiled
-        return compiled
-
-    def _compile(self, schema: Any, base: str) -> Predicate:
-        if schema is True:
-            return lambda x: True
-        if schema is False:
-            return lambda x: False
-        if not isinstance(schema, dict):
-            raise _Unsupported(repr(schema))
-        if "$id" in schema and schema["$id"] != base:
-            raise _Unsupported("nested $id")
-        checks: list[Predicate] = []
-        for key, value in schema.items():
-            if key in _ANNOTATIONS or key in ("$id", "then", "else"):
-                continue
-            checks.append(self._keyword(key, value, schema, base))
-        if len(checks) == 1:
-            return checks[0]
-        if len(checks) == 2:
-            first, second = checks
-            return lambda x: first(x) and second(x)
-
-        def every(x: Any) -> bool:
-            for check in checks:
-                if not check(x):
-                    return False
-            return True
-
-        return every
-
-    def _keyword(self, key: str, value: Any, schema: dict[str, Any], base: str) -> Predicate:
-        if key == "type":
-            return _type_check([value] if isinstance(value, str) else list(value))
-        if key == "required":
-            names = frozenset(value)
-            return lambda x: not isinstance(x, dict) or names.issubset(x.keys())
-        if key == "properties":
-            props = {name: self._compile(sub, base) for name, sub in value.items()}
-
-            def properties(x: Any) -> bool:
-                if isinstance(x, dict):
-                    for name, item in x.items():
-                        check = props.get(name)
-                        if check is not None and not check(item):
-                            return False
-                return True
-
-            return properties
-        if key == "additionalProperties":
-            if "patternProperties" in schema:
-                raise _Unsupported("patternProperties")
-            known = set(schema.get("properties", {}))
-            extra = self._compile(value, base)
-
-            def additional(x: Any) -> bool:
-                if isinstance(x, dict):
-                    for name, item in x.items():
-                        if name not in known and not extra(item):
-                            return False
-                return True
-
-            return additional
-        if key == "items":
-            if "prefixItems" in schema:
-                raise _Unsupported("prefixItems")
-            each = self._compile(value, base)
-
-            def items(x: Any) -> bool:
-                if isinstance(x, list):
-                    for item in x:
-                        if not each(item):
-                            return False
-                return True
-
-            return items
-        if key == "pattern":
-            return _exact_pattern(value)
-        if key == "not":
-            inner = _exact_pattern_schema(value)
-            return lambda x: not inner(x)
-        if key == "if":
-            condition = _exact_pattern_schema(value)
-            then = self._compile(schema.get("then", True), base)
-            otherwise = self._compile(schema.get("else", True), base)
-            return lambda x: then(x) if condition(x) else otherwise(x)
-        if key == "allOf":
-            parts = [self._compile(sub, base) for sub in value]
-            return lambda x: all(p(x) for p in parts)
-        if key == "const":
-            return lambda x: _same(x, value)
-        if key == "enum":
-            options = list(value)
-            return lambda x: any(_same(x, o) for o in options)
-        if key in ("minimum", "maximum"):
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise _Unsupported(key)
-            low = key == "minimum"
-            # Floats are left to jsonschema (False here means "not sure").
-            return lambda x: (
-                isinstance(x, bool)
-                or not isinstance(x, (int, float))
-                or (isinstance(x, int) and (x >= value if low else x <= value))
-            )
-        if key == "minLength":
-            return lambda x: not isinstance(x, str) or len(x) >= value
-        if key == "$ref":
-            uri, _, pointer = urljoin(base, value).partition("#")
-            return self._at(uri, pointer)
-        raise _Unsupported(key)
-
-
-_PLAIN_TYPES: dict[str, type | tuple[type, ...]] = {
-    "object": dict,
-    "array": list,
-    "string": str,
-    "null": type(None),
-    "boolean": bool,
-    "integer": int,  # 2.0 is an integer to JSON Schema; left to jsonschema here
-    "number": (int, float),
-}
-
-
-def _type_check(types: list[str]) -> Predicate:
-    unknown = [t for t in types if t not in _PLAIN_TYPES]
-    if unknown:
-        raise _Unsupported(f"type {unknown[0]}")
-    classes: tuple[type, ...] = ()
-    for name in types:
-        entry = _PLAIN_TYPES[name]
-        classes += entry if isinstance(entry, tuple) else (entry,)
-    if "boolean" in types:
-        return lambda x: isinstance(x, classes)
-    return lambda x: isinstance(x, classes) and not isinstance(x, bool)  # True is no integer
-
-
-def _exact_pattern(pattern: str) -> Predicate:
-    regex = re.compile(pattern)
-    return lambda x: not isinstance(x, str) or regex.search(x) is not None
-
-
-def _exact_pattern_schema(schema: Any) -> Predicate:
-    """Under `not` and `if` the answer must be exact both ways: only `{"pattern": ...}` is."""
-    if not isinstance(schema, dict) or set(schema) - {"pattern", "$comment"} or "pattern" not in schema:
-        raise _Unsupported("not/if other than a lone pattern")
-    return _exact_pattern(schema["pattern"])
-
-
-def _same(a: Any, b: Any) -> bool:
-    """JSON equality, stricter than JSON Schema's (2 vs 2.0 differ): strictness only costs speed."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    return bool(a == b)
-
-
-_fast_lock = threading.Lock()
-_fast_validators: dict[str, Predicate | None] = {}
-
-
-def _schema_files() -> list[Path]:
-    """Our schema files, found where `schemas.schema_dir()` looks (package data first, then the
-    checkout), without importing `schemas`: jsonschema takes 0.3 s to import, and a clean
-    layout never needs it."""
-    candidates: list[Path] = []
-    packaged = importlib.resources.files("ocilayout") / "schemas"
-    if isinstance(packaged, Path):
-        candidates.append(packaged)
-    candidates.append(Path(__file__).resolve().parent.parent / "schemas")
-    for directory in candidates:
-        if (directory / "descriptor.json").is_file():
-            return sorted(directory.glob("*.json"))
-    raise _Unsupported("schema files not found")
-
-
-def _fast_validator(kind: str) -> Predicate | None:
-    """The compiled "certainly valid" predicate for a schema kind, or None (jsonschema only)."""
-    with _fast_lock:
-        if kind not in _fast_validators:
-            try:
-                documents = {}
-                for path in _schema_files():
-                    document = json.loads(path.read_text(encoding="utf-8"))
-                    documents[document["$id"]] = document
-                roots = [uri for uri in documents if uri.rsplit("/", 1)[-1] == f"{kind}.json"]
-                if len(roots) != 1:
-                    raise _Unsupported(kind)
-                _fast_validators[kind] = _FastSchemas(documents).root(roots[0])
-            except (_Unsupported, OSError, ValueError, KeyError, TypeError, AttributeError):
-                _fast_validators[kind] = None
-        return _fast_validators[kind]
-
-
-def _schema_problems(document: Any, kind: str) -> list[str]:
-    """Problems with `document` against the `kind` schema (empty when valid)."""
-    fast = _fast_validator(kind)
-    if fast is not None and fast(document):
-        return []
-    from . import schemas
-
-    return schemas.validate(document, kind)
-
-
 # -- the whole check ------------------------------------------------------------------------------
 
 
@@ -622,22 +341,20 @@ def verify_layout(
         report.problems.append(Problem("layout", "oci-layout", _strip_path(str(exc), root, "oci-layout")))
 
     roots = _read_roots(store, report)
-    walk = _Walk(Graph(store, strict=False), max_depth)
+    graph = Graph(store, strict=False, max_depth=max_depth)
+    blobs: dict[Digest, _Blob] = {}
     if roots is not None:
-        walk.run(roots)
-        report.problems.extend(walk.problems)
-        report.warnings.extend(
-            w for w in walk.graph.warnings if not w.startswith(("missing ", "cannot read "))
-        )
-    report.reachable = len(walk.blobs)
+        blobs = _walk(graph, roots, report.problems)
+        report.warnings.extend(w for w in graph.warnings if not w.startswith(("missing ", "cannot read ")))
+    report.reachable = len(blobs)
 
-    jobs = _present_blobs(store, walk, report, allow_sparse)
+    jobs = _present_blobs(store, blobs, report, allow_sparse)
     jobs.sort(key=lambda j: j.size, reverse=True)
     meter = _Meter(sum(j.size for j in jobs), progress)
     results = _hash_all(store, jobs, meter, max(1, workers))
     meter.finish()
     by_digest: dict[Digest, tuple[_Job, _Result]] = {j.blob.digest: (j, r) for j, r in zip(jobs, results)}
-    for blob in walk.blobs.values():
+    for blob in blobs.values():
         found = by_digest.get(blob.digest)
         if found is None:
             continue
@@ -654,7 +371,7 @@ def verify_layout(
         for line in result.schema_problems:
             report.problems.append(Problem("schema", str(blob.digest), line))
 
-    _list_unreferenced(store, walk, report, know_reach=roots is not None)
+    _list_unreferenced(store, blobs, report, know_reach=roots is not None)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -689,10 +406,12 @@ def _read_roots(store: LayoutStore, report: VerifyReport) -> list[tuple[Descript
     return roots
 
 
-def _present_blobs(store: LayoutStore, walk: _Walk, report: VerifyReport, allow_sparse: bool) -> list[_Job]:
+def _present_blobs(
+    store: LayoutStore, blobs: dict[Digest, _Blob], report: VerifyReport, allow_sparse: bool
+) -> list[_Job]:
     """Check presence and sizes; return the blobs to hash."""
     jobs = []
-    for blob in walk.blobs.values():
+    for blob in blobs.values():
         digest = blob.digest
         try:
             path = store.locate(digest)
@@ -726,16 +445,16 @@ def _present_blobs(store: LayoutStore, walk: _Walk, report: VerifyReport, allow_
     return jobs
 
 
-def _list_unreferenced(store: LayoutStore, walk: _Walk, report: VerifyReport, *, know_reach: bool) -> None:
+def _list_unreferenced(store: LayoutStore, blobs: dict[Digest, _Blob], report: VerifyReport, *, know_reach: bool) -> None:
     root = store.root
     try:
-        scan = scan_blob_dir(store, reached=walk.blobs if know_reach else None)
+        scan = store.inventory(reached=blobs if know_reach else None)
     except CorruptLayoutError as exc:
         report.problems.append(Problem("stray", "blobs", _strip_path(str(exc), root)))
         return
     if know_reach:
         for entry in scan.blobs:
-            if entry.digest is not None and entry.digest not in walk.blobs:
+            if entry.digest is not None and entry.digest not in blobs:
                 report.unreachable.append(str(entry.digest))
                 report.problems.append(
                     Problem("unreachable", str(entry.digest), f"{entry.size} bytes; no entry of index.json reaches it")
@@ -747,7 +466,7 @@ def _list_unreferenced(store: LayoutStore, walk: _Walk, report: VerifyReport, *,
         report.strays.append(shown)
         report.problems.append(Problem("stray", shown, "leftover temporary file of ocilayout (gc removes it)"))
     for stray in scan.strays:
-        if _digest_of(stray.path) in walk.blobs:
+        if _digest_of(stray.path) in blobs:
             continue  # a reachable digest that is not a regular file: reported as unreadable
         shown = _relative(stray.path, root)
         report.strays.append(shown)

@@ -21,7 +21,7 @@ import concurrency_trials  # noqa: E402
 import reliability_common as rc  # noqa: E402
 
 from ocilayout import Layout  # noqa: E402
-from ocilayout import writepath  # noqa: E402
+from ocilayout import transaction  # noqa: E402
 
 ROUNDS = int(os.environ.get("OCILAYOUT_CONC_ROUNDS", "5"))
 
@@ -64,7 +64,7 @@ def test_gc_spares_blobs_a_foreign_writer_indexes_while_gc_plans(tmp_path: Path,
     rc.generate.make_bench_layout(root, 20, seed=1)
     rc.make_orphans(root)
     foreign = _orphan_image(root, "x")
-    real_commit = writepath.Transaction.commit
+    real_commit = transaction.Transaction.commit
 
     def commit_after_foreign_write(self, *args, **kwargs):
         index = json.loads((root / "index.json").read_bytes())
@@ -72,7 +72,7 @@ def test_gc_spares_blobs_a_foreign_writer_indexes_while_gc_plans(tmp_path: Path,
         (root / "index.json").write_text(json.dumps(index))
         return real_commit(self, *args, **kwargs)
 
-    monkeypatch.setattr(writepath.Transaction, "commit", commit_after_foreign_write)
+    monkeypatch.setattr(transaction.Transaction, "commit", commit_after_foreign_write)
     report = Layout.open(root).gc(grace=0)
     assert report.blobs_removed > 0
     assert len(report.kept_for_foreign_writer) == 3  # manifest, config, layer of the foreign image
@@ -86,9 +86,9 @@ def test_rm_spares_blobs_when_a_foreign_writer_restores_the_removed_entry(tmp_pa
     root = tmp_path / "lay"
     rc.generate.make_bench_layout(root, 20, seed=1)
     stale = (root / "index.json").read_bytes()
-    real_commit = writepath.Transaction.commit
+    real_commit = transaction.Transaction.commit
 
-    def commit_then_stale_rewrite(self, new_entries, delete=(), graph=None, delete_files=()):
+    def commit_then_stale_rewrite(self, new_entries=None, blobs=(), files=()):
         real_write = self.store.write_index
 
         def write_then_clobber(data: bytes) -> None:
@@ -96,9 +96,9 @@ def test_rm_spares_blobs_when_a_foreign_writer_restores_the_removed_entry(tmp_pa
             (root / "index.json").write_bytes(stale)  # the foreign writer's lost update
 
         monkeypatch.setattr(self.store, "write_index", write_then_clobber)
-        return real_commit(self, new_entries, delete, graph, delete_files)
+        return real_commit(self, new_entries, blobs, files)
 
-    monkeypatch.setattr(writepath.Transaction, "commit", commit_then_stale_rewrite)
+    monkeypatch.setattr(transaction.Transaction, "commit", commit_then_stale_rewrite)
     report = Layout.open(root).delete(["img-000003"])
     assert report.blobs_deleted == 0
     assert "img-000003" in rc.names_of(root)

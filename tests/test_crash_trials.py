@@ -21,7 +21,7 @@ sys.path.insert(0, str(BENCH))
 import crash_trials  # noqa: E402
 import reliability_common as rc  # noqa: E402
 
-from ocilayout.writepath import CRASH_ENV  # noqa: E402
+from ocilayout.transaction import CRASH_ENV  # noqa: E402
 
 TRIALS = int(os.environ.get("OCILAYOUT_TRIALS", "7"))
 IMAGES = int(os.environ.get("OCILAYOUT_CRASH_IMAGES", "300"))

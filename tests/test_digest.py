@@ -15,7 +15,7 @@ HEX512 = HEX256 * 2
 
 def test_valid_sha256() -> None:
     digest = parse_digest("sha256:" + HEX256)
-    assert digest == Digest("sha256", HEX256)
+    assert digest == "sha256:" + HEX256 and isinstance(digest, Digest)
     assert str(digest) == "sha256:" + HEX256
     assert digest.short == HEX256[:12]
 

@@ -14,7 +14,7 @@ import pytest
 from ocilayout.descriptor import Descriptor, parse_descriptor
 from ocilayout.digest import Digest, parse_digest
 from ocilayout.errors import CorruptLayoutError
-from ocilayout.graph import Graph, NodeState
+from ocilayout.graph import Graph, NodeState, live_set
 from ocilayout.mediatypes import (
     DOCKER_CONFIG,
     DOCKER_MANIFEST,
@@ -158,7 +158,7 @@ def test_oci_image(blobs: Blobs, store: LayoutStore) -> None:
     reach = graph.reach([d(img)])
     assert set(reach.descriptors) == children_of(blobs, img) | {dg(img)}
     assert len(reach.descriptors) == 5
-    assert reach.complete and not reach.missing and not graph.warnings
+    assert reach.certain and not reach.missing and not graph.warnings
 
 
 def test_reach_size_counts_each_blob_once(blobs: Blobs, store: LayoutStore) -> None:
@@ -183,7 +183,7 @@ def test_nested_indexes_any_depth(blobs: Blobs, store: LayoutStore, depth: int) 
     reach = graph.reach([d(top)])
     assert set(reach.descriptors) == all_under(blobs, top)
     assert len(reach.descriptors) == depth + 4
-    assert reach.complete and not graph.warnings
+    assert reach.certain and not graph.warnings
     assert graph.node(d(top)).kind is Kind.INDEX
 
 
@@ -256,7 +256,7 @@ def test_missing_subject_is_not_a_warning(blobs: Blobs, store: LayoutStore) -> N
     )
     graph = Graph(store, strict=True)
     reach = graph.reach([d(sig)])
-    assert reach.complete and not reach.missing and not graph.warnings
+    assert reach.certain and not reach.missing and not graph.warnings
 
 
 def test_docker_schema1_fs_layers(blobs: Blobs, store: LayoutStore) -> None:
@@ -323,7 +323,7 @@ def test_unknown_binary_is_a_leaf_and_not_parsed(blobs: Blobs, store: LayoutStor
     node = graph.node(d(binary))
     assert node.kind is Kind.LEAF and node.state is NodeState.NOT_READ
     assert calls[dg(binary)] == 0  # only its head was sniffed
-    assert graph.reach([d(binary)]).complete
+    assert graph.reach([d(binary)]).certain
 
 
 @pytest.mark.parametrize("padding", [b"\n", b" " * 63, b" " * 64, b"\n" * 200, b" \t\r\n" * 100])
@@ -342,17 +342,33 @@ def test_unknown_json_without_edges_is_leaf(blobs: Blobs, store: LayoutStore) ->
     assert node.kind is Kind.LEAF and not node.children
 
 
-def test_unknown_type_invalid_json_is_leaf(blobs: Blobs, store: LayoutStore) -> None:
-    text = blobs.raw(b"{ this is not json", None)
+@pytest.mark.parametrize("content", [b"{ this is not json", b'  \n{"layers": [], "layers": []}', b'{"a": "\xff"}'])
+def test_unknown_type_json_looking_but_unparsable_is_unreadable(
+    blobs: Blobs, store: LayoutStore, content: bytes
+) -> None:
+    text = blobs.raw(content, None)
     graph = Graph(store)
-    assert graph.node(d(text)).kind is Kind.LEAF
-    assert graph.reach([d(text)]).complete
+    assert graph.node(d(text)).state is NodeState.UNREADABLE
+    assert not graph.reach([d(text)]).certain
 
 
-def test_unknown_type_missing_is_not_sparse(blobs: Blobs, store: LayoutStore) -> None:
-    graph = Graph(store, strict=True)
-    reach = graph.reach([d(blobs.missing("application/vnd.oci.descriptor.v1+json"))])
-    assert not reach.missing and not graph.warnings
+def test_unknown_type_missing_is_doubt_unless_sparse_is_allowed(blobs: Blobs, store: LayoutStore) -> None:
+    absent = blobs.missing("application/vnd.oci.descriptor.v1+json")
+    top = blobs.index([blobs.image(), absent])
+    graph = Graph(store)
+    assert [x.digest for x in live_set(graph, [d(top)]).doubt] == [dg(absent)]
+    assert live_set(graph, [d(top)], allow_sparse=True).certain
+
+
+def test_missing_layer_type_never_doubt(blobs: Blobs, store: LayoutStore) -> None:
+    doc = {
+        "schemaVersion": 2,
+        "config": blobs.missing(OCI_CONFIG, "config"),
+        "layers": [blobs.layer(), blobs.missing("application/vnd.oci.image.layer.v1.tar+zstd")],
+    }
+    img = blobs.json(doc, OCI_MANIFEST)
+    live = live_set(Graph(store), [d(img)])
+    assert live.certain and len(live) == 4
 
 
 def test_leaf_types_are_never_opened(blobs: Blobs, store: LayoutStore, monkeypatch) -> None:
@@ -374,8 +390,8 @@ def test_unreadable_manifest_makes_reach_incomplete(blobs: Blobs, store: LayoutS
     good = blobs.image()
     graph = Graph(store)
     reach = graph.reach([d(good), d(bad)])
-    assert not reach.complete
-    assert reach.unreadable == [dg(bad)]
+    assert not reach.certain
+    assert [(x.digest, x.reason) for x in reach.doubt] == [(dg(bad), "unreadable")]
     assert graph.node(d(bad)).state is NodeState.UNREADABLE
     assert any(bad["digest"] in w and "keeping" in w for w in graph.warnings)
     assert dg(bad) in reach  # the root itself stays counted
@@ -385,14 +401,14 @@ def test_unreadable_manifest_makes_reach_incomplete(blobs: Blobs, store: LayoutS
 def test_unparsable_index_is_unreadable(blobs: Blobs, store: LayoutStore, content: bytes) -> None:
     bad = blobs.corrupt("bad-" + content.hex(), content, OCI_INDEX)
     reach = Graph(store).reach([d(bad)])
-    assert not reach.complete
+    assert not reach.certain
 
 
 def test_directory_in_place_of_manifest_is_unreadable(blobs: Blobs, store: LayoutStore, fs) -> None:
     desc = blobs.missing(OCI_MANIFEST, "dir")
     fs.create_dir(ROOT / "blobs" / "sha256" / desc["digest"][7:])
     reach = Graph(store).reach([d(desc)])
-    assert not reach.complete
+    assert not reach.certain
 
 
 def test_bad_child_descriptor_keeps_blob(blobs: Blobs, store: LayoutStore) -> None:
@@ -417,7 +433,7 @@ def test_sparse_child_is_a_warning(blobs: Blobs, store: LayoutStore) -> None:
     graph = Graph(store)
     reach = graph.reach([d(top)])
     assert reach.missing == [dg(absent)]
-    assert reach.complete  # missing is not unreadable: nothing it could reference is on disk for it
+    assert reach.certain  # missing is not unreadable: nothing it could reference is on disk for it
     assert len(graph.warnings) == 1 and absent["digest"] in graph.warnings[0]
     assert set(reach.descriptors) == all_under(blobs, present) | {dg(top), dg(absent)}
 
@@ -465,7 +481,7 @@ def test_depth_cap_warns_and_keeps(blobs: Blobs, store: LayoutStore) -> None:
     top = chain(blobs, 12)
     graph = Graph(store, max_depth=5)
     reach = graph.reach([d(top)])
-    assert not reach.complete  # what lies below the cap is unknown: keep everything
+    assert not reach.certain  # what lies below the cap is unknown: keep everything
     assert any("deeper than 5" in w for w in graph.warnings)
     assert len(reach.descriptors) == 6
 
@@ -479,9 +495,9 @@ def test_default_depth_cap(blobs: Blobs, store: LayoutStore) -> None:
     from ocilayout.graph import MAX_DEPTH
 
     ok = Graph(store).reach([d(chain(blobs, MAX_DEPTH - 1))])
-    assert ok.complete
+    assert ok.certain
     too_deep = Graph(store).reach([d(chain(blobs, MAX_DEPTH + 5))])
-    assert not too_deep.complete
+    assert not too_deep.certain
 
 
 def test_wide_diamond_is_linear(blobs: Blobs, store: LayoutStore, monkeypatch) -> None:

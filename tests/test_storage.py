@@ -173,7 +173,8 @@ def test_missing_blobs_directory_is_just_missing(fs) -> None:
     fs.create_file(ROOT / "index.json", contents=b'{"schemaVersion":2,"manifests":[]}')
     store = LayoutStore(ROOT)
     assert store.locate(digest_of(b"x")) is None
-    assert list(store.scan_blobs()) == []
+    inventory = store.inventory()
+    assert (inventory.blobs, inventory.strays, inventory.temp_files) == ([], [], [])
 
 
 def test_sha512_blob(fs) -> None:
@@ -207,7 +208,7 @@ def test_symlinked_algorithm_directory_refused(fs) -> None:
     with pytest.raises(CorruptLayoutError, match="symlink"):
         store.read_blob(d)
     with pytest.raises(CorruptLayoutError, match="symlink"):
-        list(store.scan_blobs())
+        store.inventory()
 
 
 def test_symlinked_blobs_directory_refused(fs) -> None:
@@ -234,7 +235,7 @@ def test_blobs_path_that_is_a_file(fs) -> None:
     with pytest.raises(CorruptLayoutError, match="not a directory"):
         store.locate(digest_of(b"x"))
     with pytest.raises(CorruptLayoutError, match="not a directory"):
-        list(store.scan_blobs())
+        store.inventory()
 
 
 def test_fifo_blob_refused_without_blocking(tmp_path: Path) -> None:
@@ -295,40 +296,48 @@ def test_read_blob_head(fs) -> None:
 # -- scanning and removing -----------------------------------------------------------------
 
 
-def test_scan_blobs(fs) -> None:
+def test_inventory_sorts_entries(fs) -> None:
     store = make_layout(fs)
     good = put(fs, ROOT / "blobs", b"good")
+    reached = put(fs, ROOT / "blobs", b"reached")
     fs.create_file(ROOT / "blobs" / "sha256" / "not-a-digest.txt", contents=b"stray")
     fs.create_file(ROOT / "blobs" / "sha256" / good.encoded.upper(), contents=b"upper")
+    fs.create_file(ROOT / "blobs" / "sha256" / ".ocilayout-tmp-x", contents=b"temp")
     fs.create_file(ROOT / "blobs" / "md5" / ("0" * 32), contents=b"other alg")
     fs.create_file(ROOT / "blobs" / "README", contents=b"loose file")
-    found = {(b.algorithm, b.name): b for b in store.scan_blobs()}
-    assert found[("sha256", good.encoded)].digest == good
-    assert found[("sha256", good.encoded)].size == 4
-    assert found[("sha256", good.encoded)].is_file
-    assert found[("sha256", "not-a-digest.txt")].digest is None
-    assert found[("sha256", good.encoded.upper())].digest is None
-    assert found[("md5", "0" * 32)].digest is None
-    assert found[("", "README")].digest is None
-    assert not found[("", "README")].is_file
-    assert len(found) == 5
+    fs.create_dir(ROOT / "blobs" / "sha256" / digest_of(b"a dir").encoded)
+    inventory = store.inventory(reached={str(reached)})
+    assert [(b.digest, b.size, b.is_file) for b in inventory.blobs] == [(good, 4, True)]
+    assert inventory.reached == 1
+    assert [t.name for t in inventory.temp_files] == [".ocilayout-tmp-x"]
+    reasons = {str(s.path.relative_to(ROOT / "blobs")): s.reason for s in inventory.strays}
+    assert reasons == {
+        "README": "not an algorithm directory (a regular file)",
+        "md5": "unknown digest algorithm directory (1 entry)",
+        "sha256/not-a-digest.txt": "name is not a valid sha256 digest",
+        f"sha256/{good.encoded.upper()}": "name is not a valid sha256 digest",
+        f"sha256/{digest_of(b'a dir').encoded}": "not a regular file (a directory)",
+    }
+    # Without `reached`, every valid blob is listed.
+    assert {b.digest for b in store.inventory().blobs} == {good, reached}
 
 
-def test_scan_shared_directory(fs) -> None:
+def test_inventory_of_shared_directory(fs) -> None:
     make_layout(fs)
     store = LayoutStore(ROOT, SHARED)
     d = put(fs, SHARED, b"s")
-    assert [b.digest for b in store.scan_blobs(SHARED)] == [d]
-    assert list(store.scan_blobs()) == []
+    assert [b.digest for b in store.inventory(SHARED).blobs] == [d]
+    assert store.inventory().blobs == []
+    assert store.present(d) and not store.is_local(d)
 
 
-def test_remove_local_blob_never_touches_shared(fs) -> None:
+def test_remove_blob_file_never_touches_shared(fs) -> None:
     make_layout(fs)
     store = LayoutStore(ROOT, SHARED)
     d = put(fs, SHARED, b"keep me")
-    assert store.remove_local_blob(d) == 0
+    assert store.remove_blob_file(store.local_path(d)) == 0
     assert (SHARED / "sha256" / d.encoded).exists()
     put(fs, ROOT / "blobs", b"keep me")
-    assert store.remove_local_blob(d) == 7
+    assert store.remove_blob_file(store.local_path(d)) == 7
     assert not store.local_path(d).exists()
     assert (SHARED / "sha256" / d.encoded).exists()

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from ocilayout import Layout, Problem, schemas, verify_layout
 from ocilayout.errors import CorruptLayoutError, NotFoundError
-from ocilayout.verify import _fast_validator
+from ocilayout.schemas import _fast_validator
 
 HELLO_MANIFEST = "sha256:33ac2360630538dd7ee271e0c327b679eb5dc61045e22b81cbc7edea01c6511e"
 HELLO_CONFIG = "sha256:e257e5049aa4e3e72b054c6e9f3cafb1c5984c9f422997db3cdddb62a3904988"

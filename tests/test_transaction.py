@@ -14,7 +14,7 @@ import pytest
 from ocilayout import Layout
 from ocilayout.graph import Graph
 from ocilayout.lock import LOCK_FILE, layout_lock
-from ocilayout.writepath import CRASH_ENV
+from ocilayout.transaction import CRASH_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "fixtures"))
