@@ -7,15 +7,17 @@ import traceback
 from dataclasses import dataclass
 from functools import wraps
 from pathlib import Path
-from typing import Any, Callable, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, TypeVar
 
 import click
 
 from . import render
-from .delete import RemovalReport
 from .errors import OcilayoutError
 from .layout import Layout
 from .lock import DEFAULT_LOCK_TIMEOUT
+
+if TYPE_CHECKING:
+    from .delete import RemovalReport
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -14,7 +14,6 @@ from typing import Any, Sequence
 
 from .digest import Digest
 from .errors import ConflictError, OcilayoutError
-from .filters import is_parent, select
 from .graph import Graph, live_set
 from .indexfile import Entry, IndexFile
 from .resolve import Resolved, resolve
@@ -115,6 +114,8 @@ def plan_removal(
         request = requests.setdefault(resolved.digest, _Request(resolved.digest))
         _add(request, resolved)
     if filters:
+        from .filters import select
+
         for digest in select(index, graph, filters):
             requests.setdefault(digest, _Request(digest)).by_id = True
 
@@ -190,6 +191,8 @@ def _prune_parents(
     """moby's prune: for each deleted image, its parents (images whose layer list is a strict
     prefix of its own), longest first, go while they are dangling and no surviving image
     still builds on them; the first that is named or still built on ends the chain."""
+    from .filters import is_parent
+
     try:
         layers = {d: graph.node(es[0].descriptor).layers for d, es in groups.items()}
         for child in list(deleted):
@@ -253,8 +256,8 @@ def _doomed_blobs(
     positions = {img.id: i for i, img in enumerate(report.images) if img.deleted}
     for entry in removed_roots:
         owner = positions.get(str(entry.digest), -1)
-        for step in graph.walk([entry.descriptor]):
-            digest = step.descriptor.digest
+        for descriptor, *_ in graph.walk([entry.descriptor]):
+            digest = descriptor.digest
             if digest in live or digest in owners:
                 continue
             if not store.is_local(digest):

@@ -76,12 +76,15 @@ class IndexFile:
 
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            # Two parsers may disagree on which duplicate wins; refuse rather than guess.
-            raise CorruptLayoutError(f"duplicate key {key!r}")
-        result[key] = value
+    # Two parsers may disagree on which duplicate wins; refuse rather than guess. Building
+    # the dict first and comparing sizes keeps the common case in C.
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise CorruptLayoutError(f"duplicate key {key!r}")
+            seen.add(key)
     return result
 
 

@@ -170,20 +170,19 @@ def build_tree(graph: Graph, descriptor: Descriptor, name: str | None = None) ->
     print 2**depth lines); cycles and absurd depth are marked, not followed."""
     root: TreeNode | None = None
     by_depth: list[TreeNode] = []
-    for step in graph.walk([descriptor]):
-        node = step.node
-        if step.parent is None:
-            tree = root = _tree_node(graph, step.descriptor, node, "entry", name)
+    for child, parent, depth, visit, node in graph.walk([descriptor]):
+        if parent is None:
+            tree = root = _tree_node(graph, child, node, "entry", name)
         else:
-            tree = _tree_node(graph, step.descriptor, node, _role(step.parent, step.descriptor))
-            by_depth[step.depth - 1].children.append(tree)
-        del by_depth[step.depth :]
+            tree = _tree_node(graph, child, node, _role(parent, child))
+            by_depth[depth - 1].children.append(tree)
+        del by_depth[depth:]
         by_depth.append(tree)
-        if step.visit is Visit.CYCLE:
+        if visit is Visit.CYCLE:
             tree.note = "cycle: already an ancestor"
-        elif step.visit is Visit.DEEP:
+        elif visit is Visit.DEEP:
             tree.note = f"deeper than {graph.max_depth} levels; not shown"
-        elif step.visit is Visit.AGAIN and node is not None and node.children:
+        elif visit is Visit.AGAIN and node is not None and node.children:
             tree.note = tree.note or "shown above"
     assert root is not None
     return root

@@ -6,9 +6,10 @@ import dataclasses
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-from .listing import ImageRow, TreeNode
+if TYPE_CHECKING:
+    from .listing import ImageRow, TreeNode
 
 
 def to_jsonable(value: Any) -> Any:

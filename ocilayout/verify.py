@@ -158,20 +158,16 @@ def _walk(graph: Graph, roots: Sequence[tuple[Descriptor, str]], problems: list[
     has its size checked against each), from the graph's one walk."""
     blobs: dict[Digest, _Blob] = {}
     labels = iter(where for _, where in roots)
-    for step in graph.walk(descriptor for descriptor, _ in roots):
-        descriptor = step.descriptor
+    for descriptor, parent, _, visit, node in graph.walk(descriptor for descriptor, _ in roots):
         digest = descriptor.digest
-        parent = step.parent
         where = next(labels) if parent is None else f"{parent.kind} {parent.digest}"
         blob = blobs.get(digest)
         if blob is None:
             blob = blobs[digest] = _Blob(digest)
         blob.claims.append((descriptor.size, where))
-        visit = step.visit
         if visit is Visit.CYCLE:
             problems.append(Problem("cycle", str(digest), f"referenced by {where}, which it (indirectly) references"))
             continue
-        node = step.node
         if node is not None and (
             blob.node is None or (blob.node.state is NodeState.NOT_READ and node.state is not NodeState.NOT_READ)
         ):
