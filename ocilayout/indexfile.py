@@ -88,10 +88,15 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+_DECODER = json.JSONDecoder(object_pairs_hook=_reject_duplicates)
+
+
 def loads_strict(data: bytes, what: str) -> Any:
-    """Parse JSON with duplicate keys and absurd nesting turned into CorruptLayoutError."""
+    """Parse JSON (UTF-8 only, as Go and the image-spec read it) with duplicate keys, invalid
+    UTF-8 and absurd nesting turned into CorruptLayoutError."""
     try:
-        return json.loads(data, object_pairs_hook=_reject_duplicates)
+        # A UTF-8 byte-order mark is tolerated when reading (verify reports it), as before.
+        return _DECODER.decode(data.decode("utf-8-sig" if data[:3] == b"\xef\xbb\xbf" else "utf-8"))
     except CorruptLayoutError as exc:
         raise CorruptLayoutError(f"{what}: {exc}") from None
     except RecursionError:

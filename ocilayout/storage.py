@@ -154,27 +154,32 @@ class LayoutStore:
 
     def read_blob(self, digest: Digest, limit: int = MAX_DOCUMENT_BYTES) -> bytes:
         """A whole blob, refusing anything over `limit` bytes (checked before reading)."""
-        fd = self._open_blob_fd(digest)
+        fd, size = self._open_blob_fd_size(digest)
         try:
-            size = os.fstat(fd).st_size
             if size > limit:
                 raise CorruptLayoutError(f"blob {digest} is larger than {limit} bytes; refusing to parse it")
-            chunks = []
-            remaining = limit + 1
-            while remaining > 0:
-                chunk = os.read(fd, min(max(size, 65536), remaining))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                remaining -= len(chunk)
+            # One read of size + 1 sees the whole file and its end in the common case.
+            data = os.read(fd, size + 1)
+            if len(data) > size:  # the file grew while we read it
+                chunks = [data]
+                total = len(data)
+                while total <= limit:
+                    chunk = os.read(fd, min(65536, limit + 1 - total))
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    total += len(chunk)
+                data = b"".join(chunks)
         finally:
             os.close(fd)
-        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        if len(data) > limit:  # the file grew while we read it
+        if len(data) > limit:
             raise CorruptLayoutError(f"blob {digest} is larger than {limit} bytes; refusing to parse it")
         return data
 
     def _open_blob_fd(self, digest: Digest) -> int:
+        return self._open_blob_fd_size(digest)[0]
+
+    def _open_blob_fd_size(self, digest: Digest) -> tuple[int, int]:
         # Open directly instead of stat-then-open (one system call less per blob, no window
         # between check and open), with plain strings: pathlib costs more than the I/O here.
         algorithm, _, encoded = digest.partition(":")
@@ -183,7 +188,7 @@ class LayoutStore:
             directories = self._alg_dirs[algorithm] = self._checked_alg_dirs(digest)
         for directory in directories:
             try:
-                return _open_regular_fd(f"{directory}/{encoded}")
+                return _open_regular_fd_size(f"{directory}/{encoded}")
             except FileNotFoundError:
                 continue
         raise NotFoundError(f"blob {digest} not found")
@@ -366,6 +371,11 @@ def _open_regular(path: Path) -> BinaryIO:
 
 
 def _open_regular_fd(path: Path | str) -> int:
+    return _open_regular_fd_size(path)[0]
+
+
+def _open_regular_fd_size(path: Path | str) -> tuple[int, int]:
+    """An open descriptor of a regular file and its size (from the one fstat that checks it)."""
     flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
     try:
         fd = os.open(path, flags)
@@ -387,7 +397,7 @@ def _open_regular_fd(path: Path | str) -> int:
     except BaseException:
         os.close(fd)
         raise
-    return fd
+    return fd, st.st_size
 
 
 def _blob_file(entry: os.DirEntry[str], algorithm: str, digest: Digest | None) -> BlobFile:
