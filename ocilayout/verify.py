@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import hashlib
 import importlib.resources
-import itertools
 import json
 import os
 import re
 import threading
+from concurrent.futures import ThreadPoolExecutor
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -226,39 +226,43 @@ class _Meter:
 
 
 def _hash_all(store: LayoutStore, jobs: list[_Job], meter: _Meter, workers: int) -> list[_Result]:
-    """Hash every job's blob (largest first, `workers` threads); validate documents on the way."""
-    results: list[_Result | None] = [None] * len(jobs)
-    counter = itertools.count()
+    """Hash every job's blob (in the given order, over `workers` threads of the standard
+    library's pool: hashlib and reads release the GIL); validate documents on the way."""
     stop = threading.Event()
-    failures: list[BaseException] = []
+    buffers = threading.local()
 
-    def work() -> None:
-        buffer = bytearray(CHUNK)
+    def run(chunk: list[_Job]) -> list[_Result]:
+        buffer = getattr(buffers, "buffer", None)
+        if buffer is None:
+            buffer = buffers.buffer = bytearray(CHUNK)
+        return [_Result(error="not checked") if stop.is_set() else _hash_one(store, job, buffer, meter, stop) for job in chunk]
+
+    # Tasks of many small blobs keep the pool's bookkeeping small (a 100,000-image layout has
+    # ~470,000 blobs); a large blob is a task of its own, so both threads stay busy.
+    chunks: list[list[_Job]] = []
+    current: list[_Job] = []
+    weight = 0
+    for job in jobs:
+        current.append(job)
+        weight += job.size
+        if len(current) >= _JOBS_PER_TASK or weight >= _BYTES_PER_TASK:
+            chunks.append(current)
+            current, weight = [], 0
+    if current:
+        chunks.append(current)
+    if workers <= 1 or len(jobs) <= 1:
+        return [result for chunk in chunks for result in run(chunk)]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ocilayout-hash") as pool:
         try:
-            while not stop.is_set():
-                position = next(counter)  # atomic under the GIL
-                if position >= len(jobs):
-                    return
-                results[position] = _hash_one(store, jobs[position], buffer, meter, stop)
-        except BaseException as exc:  # surfaced in the calling thread
-            failures.append(exc)
-            stop.set()
+            return [result for part in pool.map(run, chunks) for result in part]
+        except BaseException:
+            stop.set()  # interrupted, or a worker failed: the others stop at their next chunk
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
 
-    threads = [threading.Thread(target=work, name=f"ocilayout-hash-{i}", daemon=True) for i in range(workers)]
-    try:
-        if workers <= 1 or len(jobs) <= 1:
-            work()
-        else:
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-    except BaseException:
-        stop.set()
-        raise
-    if failures:
-        raise failures[0]
-    return [r if r is not None else _Result(error="not checked") for r in results]
+
+_JOBS_PER_TASK = 64
+_BYTES_PER_TASK = 4 * CHUNK
 
 
 def _hash_one(store: LayoutStore, job: _Job, buffer: bytearray, meter: _Meter, stop: threading.Event) -> _Result:
