@@ -123,7 +123,7 @@ def count_reads(base: Path) -> dict[str, float]:
 
     opens: collections.Counter[str] = collections.Counter()
     # Every read of a blob opens it through this one method (open_blob in older versions).
-    name = "_open_blob_fd" if hasattr(LayoutStore, "_open_blob_fd") else "open_blob"
+    name = "_open_blob_fd_size" if hasattr(LayoutStore, "_open_blob_fd_size") else "_open_blob_fd"
     original = getattr(LayoutStore, name)
 
     def counting(self, digest, *args, **kwargs):  # type: ignore[no-untyped-def]

@@ -350,8 +350,9 @@ def count_mode(argv: list[str]) -> None:
     from ocilayout import cli, storage
 
     counts: dict[str, collections.Counter[str]] = {
-        "read_blob": collections.Counter(), "read_blob_head": collections.Counter(),
-        "open_blob": collections.Counter()}
+        name: collections.Counter()
+        for name in ("read_blob", "read_blob_head", "open_blob")
+        if hasattr(storage.LayoutStore, name)}
 
     def wrap(name: str) -> None:
         original = getattr(storage.LayoutStore, name)

@@ -46,7 +46,41 @@ _WHERE = {
     "verify_layout": "verify",
 }
 
-__all__ = sorted([*_WHERE, "__version__"])
+__all__ = [
+    "AmbiguousReferenceError",
+    "ConflictError",
+    "CorruptLayoutError",
+    "Descriptor",
+    "Digest",
+    "GcReport",
+    "ImageRemoval",
+    "ImageRow",
+    "InspectReport",
+    "InvalidDigestError",
+    "Layout",
+    "Listing",
+    "LockTimeoutError",
+    "NotFoundError",
+    "OcilayoutError",
+    "OperationFailed",
+    "Platform",
+    "Problem",
+    "ReferenceFailure",
+    "RemovalReport",
+    "RemovedBlob",
+    "Resolved",
+    "StrayFile",
+    "TagReport",
+    "Tree",
+    "TreeNode",
+    "UntagReport",
+    "UsageError",
+    "VerifyReport",
+    "__version__",
+    "gc_shared",
+    "parse_digest",
+    "verify_layout",
+]
 
 
 def __getattr__(name: str) -> Any:

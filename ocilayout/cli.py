@@ -7,7 +7,7 @@ import traceback
 from dataclasses import dataclass
 from functools import wraps
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, NoReturn, TypeVar
+from typing import Any, Callable, NoReturn, TypeVar
 
 import click
 
@@ -15,9 +15,6 @@ from . import render
 from .errors import OcilayoutError
 from .layout import Layout
 from .lock import DEFAULT_LOCK_TIMEOUT
-
-if TYPE_CHECKING:
-    from .delete import RemovalReport
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -96,13 +93,6 @@ def _open(layout: Path) -> Layout:
     return Layout.open(layout, options.shared_blobs, strict=options.strict)
 
 
-def _warn(warnings: list[str], quiet: bool) -> None:
-    if quiet:
-        return
-    for warning in warnings:
-        click.echo(f"warning: {warning}", err=True)
-
-
 def handle_errors(func: F) -> F:
     """Turn library errors into one `error:` line and the category's exit code."""
 
@@ -122,12 +112,8 @@ def _fail(message: str, code: int) -> NoReturn:
     options = click.get_current_context().ensure_object(Options)
     if options.debug:
         traceback.print_exc()
-    click.echo(f"error: {_one_line(message)}", err=True)
+    render.print_error(message)
     sys.exit(code)
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split()) if text else "unknown error"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -152,16 +138,7 @@ def cli() -> None:
 @handle_errors
 def ls_command(layout: Path, output_format: str, quiet: bool) -> None:
     """List the entries of LAYOUT's index.json: name, digest, kind, platforms, size, created."""
-    listing = _open(layout).list()
-    _warn(listing.warnings, quiet or output_format == "json")
-    if output_format == "json":
-        rows = [render.to_jsonable(r) | {"short_digest": r.short_digest} for r in listing.rows]
-        click.echo(render.dumps({"images": rows, "warnings": listing.warnings}))
-    elif quiet:
-        for digest in dict.fromkeys(r.digest for r in listing.rows):
-            click.echo(digest)
-    else:
-        click.echo(render.image_table(listing.rows))
+    render.print_listing(_open(layout).list(), output_format, quiet)
 
 
 @cli.command("inspect")
@@ -177,8 +154,7 @@ def inspect_command(layout: Path, reference: str | None, platform: str | None, o
     REFERENCE is a name, a digest, or a unique digest prefix (at least 4 hex
     characters); it may be left out when the layout holds one image.
     """
-    report = _open(layout).inspect(reference, platform)
-    click.echo(render.dumps(report))
+    render.print_json(_open(layout).inspect(reference, platform))
 
 
 @cli.command("tree")
@@ -190,12 +166,7 @@ def inspect_command(layout: Path, reference: str | None, platform: str | None, o
 @handle_errors
 def tree_command(layout: Path, reference: str | None, output_format: str, quiet: bool) -> None:
     """Show the nested structure of REFERENCE, or of every entry."""
-    tree = _open(layout).tree(reference)
-    _warn(tree.warnings, quiet or output_format == "json")
-    if output_format == "json":
-        click.echo(render.dumps({"roots": tree.roots, "warnings": tree.warnings}))
-    else:
-        click.echo(render.tree_text(tree.roots))
+    render.print_tree(_open(layout).tree(reference), output_format, quiet)
 
 
 # -- changing -----------------------------------------------------------------------------
@@ -253,40 +224,9 @@ def rm_command(
         dry_run=dry_run,
         lock_timeout=lock_timeout,
     )
-    _print_removal(report, output_format, quiet)
+    render.print_removal(report, output_format, quiet)
     if report.exit_code:
         sys.exit(report.exit_code)
-
-
-def _print_removal(report: RemovalReport, output_format: str, quiet: bool) -> None:
-    if output_format == "json":
-        click.echo(render.dumps(report))
-        return
-    _warn(report.warnings, quiet)
-    would = "Would " if report.dry_run else ""
-    for image in report.images:
-        if quiet:
-            if image.deleted:
-                click.echo(image.id)
-            continue
-        for name in image.untagged:
-            click.echo(f"{would}{'untag' if would else 'Untagged'}: {name}")
-        if image.deleted:
-            why = "" if image.reason == "requested" else f" [{image.reason}]"
-            click.echo(
-                f"{would}{'delete' if would else 'Deleted'}: {image.id}{why}"
-                f" ({image.blobs_deleted} blobs, {render.human_size(image.bytes_freed)})"
-            )
-    for failure in report.failures:
-        click.echo(f"error: {failure.reference}: {_one_line(failure.message)}", err=True)
-    shown = {failure.message for failure in report.failures}
-    for image in report.images:  # e.g. a blob that could not be deleted (read-only file system)
-        for message in image.errors:
-            if message not in shown:
-                click.echo(f"error: {_one_line(message)}", err=True)
-    if not quiet and report.images:
-        verb = "Would reclaim" if report.dry_run else "Total reclaimed space"
-        click.echo(f"{verb}: {render.human_size(report.bytes_freed)} in {report.blobs_deleted} blobs")
 
 
 @cli.command("tag")
@@ -304,13 +244,7 @@ def tag_command(
 ) -> None:
     """Give the image SOURCE resolves to the name NAME (moving NAME if it was elsewhere)."""
     report = _open(layout).tag(source, name, platform=platform, dry_run=dry_run, lock_timeout=lock_timeout)
-    if output_format == "json":
-        click.echo(render.dumps(report))
-    elif report.unchanged:
-        click.echo(f"{name} already points at {report.digest}")
-    else:
-        moved = f" (moved from {report.moved_from})" if report.moved_from else ""
-        click.echo(f"{'Would tag' if dry_run else 'Tagged'}: {name} -> {report.digest}{moved}")
+    render.print_tag(report, name, output_format)
 
 
 @cli.command("untag")
@@ -324,13 +258,7 @@ def tag_command(
 def untag_command(layout: Path, names: tuple[str, ...], dry_run: bool, lock_timeout: float, output_format: str) -> None:
     """Remove NAMES; content is kept (as a dangling entry when it loses its last name)."""
     report = _open(layout).untag(names, dry_run=dry_run, lock_timeout=lock_timeout)
-    if output_format == "json":
-        click.echo(render.dumps(report))
-    else:
-        for name in report.untagged:
-            click.echo(f"{'Would untag' if dry_run else 'Untagged'}: {name}")
-    for name in report.not_found:
-        click.echo(f"error: no such name: {name}", err=True)
+    render.print_untag(report, output_format)
     if report.not_found:
         sys.exit(3 if not report.untagged else 1)
 
@@ -425,42 +353,13 @@ def gc_command(
     else:
         report = _open(layout).gc(grace=grace, dry_run=dry_run, allow_sparse=allow_sparse, lock_timeout=lock_timeout)
         if options.shared_blobs is not None and not quiet and output_format != "json":
-            click.echo(
-                f"note: {options.shared_blobs} was only read; to collect it, name every layout that uses it: "
-                f"ocilayout gc --shared-blobs {options.shared_blobs} --layout A --layout B ...",
-                err=True,
+            render.print_note(
+                f"{options.shared_blobs} was only read; to collect it, name every layout that uses it: "
+                f"ocilayout gc --shared-blobs {options.shared_blobs} --layout A --layout B ..."
             )
-    _print_gc(report, output_format, quiet)
+    render.print_gc(report, output_format, quiet)
     if report.exit_code:
         sys.exit(report.exit_code)
-
-
-def _print_gc(report: Any, output_format: str, quiet: bool) -> None:
-    if output_format == "json":
-        click.echo(render.dumps(report))
-        return
-    _warn(report.warnings, quiet)
-    dry = report.dry_run
-    for blob in report.removed:
-        if quiet:
-            click.echo(blob.digest)
-        else:
-            click.echo(f"{'Would delete' if dry else 'Deleted'}: {blob.digest} ({render.human_size(blob.size)})")
-    for key, message in report.errors.items():
-        click.echo(f"error: {_one_line(message)}", err=True)
-    if quiet:
-        return
-    for path in report.temp_files_removed:
-        click.echo(f"{'Would remove' if dry else 'Removed'} temporary file: {_one_line(repr(str(path))[1:-1])}")
-    for stray in report.strays:
-        click.echo(f"Not a blob (kept): {_one_line(repr(str(stray.path))[1:-1])}: {stray.reason}")
-    if report.kept_young:
-        click.echo(
-            f"Kept {report.kept_young} unreferenced blobs ({render.human_size(report.kept_young_bytes)}) "
-            f"younger than the grace period ({report.grace:g}s)"
-        )
-    verb = "Would reclaim" if dry else "Total reclaimed space"
-    click.echo(f"{verb}: {render.human_size(report.bytes_freed)} in {report.blobs_removed} blobs")
 
 
 @cli.command("verify", short_help="Check every reachable blob (presence, size, digest, schema).")
@@ -486,19 +385,7 @@ def verify_command(layout: Path, allow_sparse: bool, output_format: str, quiet: 
         report = Layout.open(layout, options.shared_blobs, check=False).verify(
             allow_sparse=allow_sparse, progress=progress
         )
-    if output_format == "json":
-        click.echo(render.dumps(report.problems))
-    else:
-        for problem in report.problems:
-            click.echo(str(problem))
-    _warn(report.warnings, quiet)
-    if not quiet:
-        state = "ok" if report.ok else f"{len(report.problems)} problem{'s' if len(report.problems) != 1 else ''}"
-        click.echo(
-            f"{state}: {report.blobs_checked} of {report.reachable} reachable blobs checked, "
-            f"{render.human_size(report.bytes_hashed)} hashed in {report.seconds:.1f}s",
-            err=True,
-        )
+    render.print_verify(report, output_format, quiet)
     if report.exit_code:
         sys.exit(report.exit_code)
 
@@ -516,9 +403,9 @@ def main() -> None:
         if type(exc).__name__ == "NoArgsIsHelpError":  # bare `ocilayout`: the help, not a one-line blob of it
             exc.show()
             sys.exit(exc.exit_code)
-        click.echo(f"error: {_one_line(exc.format_message())}", err=True)
+        render.print_error(exc.format_message())
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
-        click.echo("error: aborted", err=True)
+        render.print_error("aborted")
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)

@@ -247,7 +247,8 @@ def _doomed_blobs(
     removed_roots = [e for e in index.entries if e.position in removed]
     if not removed_roots:
         return [], {}
-    live = live_set(graph, (e.descriptor for e in index.entries if e.position not in removed), allow_sparse=allow_sparse)
+    remaining = (e.descriptor for e in index.entries if e.position not in removed)
+    live = live_set(graph, remaining, allow_sparse=allow_sparse)
     if not live.certain:
         report.warnings.append(live.doubt_message())
         return [], {}

@@ -44,11 +44,6 @@ class Digest(str):
         """The first 12 hex characters, as `docker images` shows IDs."""
         return self.encoded[:12]
 
-    @property
-    def relative_path(self) -> str:
-        """`<alg>/<hex>`, the blob's path under a blobs directory."""
-        return self.replace(":", "/", 1)
-
 
 def parse_digest(value: object) -> Digest:
     """Parse and validate `value`; raise InvalidDigestError (never build a path) when unsafe."""
@@ -76,11 +71,6 @@ def parse_digest(value: object) -> Digest:
             f"invalid digest {shown}: {algorithm} needs {expected} hex characters, got {len(encoded)}"
         )
     raise InvalidDigestError(f"invalid digest {shown}")  # unreachable: FAST_DIGEST covers the rest
-
-
-def make_digest(algorithm: str, encoded: str) -> Digest:
-    """A digest from its two parts, validated."""
-    return parse_digest(f"{algorithm}:{encoded}")
 
 
 def is_digest(value: str) -> bool:

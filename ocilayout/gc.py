@@ -146,7 +146,8 @@ def collect(
         known=known,
     ) as txn:
         now = clock()
-        report = GcReport(shared_dir or txn.store.root, dry_run, grace, layouts=[s.root for s in stores] if shared_dir else [])
+        layouts = [s.root for s in stores] if shared_dir else []
+        report = GcReport(shared_dir or txn.store.root, dry_run, grace, layouts=layouts)
         reached: set[str] = set()
         for store, index, graph in zip(txn.stores, txn.indexes, txn.graphs):
             live = live_set(graph, (e.descriptor for e in index.entries), allow_sparse=allow_sparse)

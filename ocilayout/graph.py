@@ -131,7 +131,9 @@ class LiveSet:
                 "or --allow-sparse if it is absent on purpose"
             )
         if "absent-entry" in reasons:
-            hints.append("an entry's own manifest is in no blob directory: pass --shared-blobs DIR, or remove that entry")
+            hints.append(
+                "an entry's own manifest is in no blob directory: pass --shared-blobs DIR, or remove that entry"
+            )
         if "unreadable" in reasons or "too-deep" in reasons:
             hints.append("fix or remove the unreadable blob, or the entry reaching it")
         return (
@@ -457,10 +459,3 @@ def live_set(graph: Graph, roots: Iterable[Descriptor], *, allow_sparse: bool = 
         elif state is NodeState.UNREADABLE:
             doubt.append(Doubt(digest, "unreadable", node.problem or ""))
     return result
-
-
-def unreached(live: LiveSet, candidates: Sequence[Digest]) -> list[Digest]:
-    """The candidates nothing in `live` uses; none at all while the live set is in doubt."""
-    if live.doubt:
-        return []
-    return [d for d in candidates if d not in live.descriptors]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import functools
 import gc
 import os
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
 
 from .delete import RemovalReport, finish_report, plan_removal

@@ -157,7 +157,11 @@ def inspect_image(store: LayoutStore, graph: Graph, resolved: Resolved) -> Inspe
 
 
 def _descriptor_json(descriptor: Descriptor) -> dict[str, Any]:
-    out: dict[str, Any] = {"mediaType": descriptor.media_type, "digest": str(descriptor.digest), "size": descriptor.size}
+    out: dict[str, Any] = {
+        "mediaType": descriptor.media_type,
+        "digest": str(descriptor.digest),
+        "size": descriptor.size,
+    }
     if descriptor.platform is not None:
         p = descriptor.platform
         out["platform"] = {"os": p.os, "architecture": p.architecture} | ({"variant": p.variant} if p.variant else {})

@@ -1,4 +1,5 @@
-"""Turning report objects into text for people and JSON for machines (CLI only)."""
+"""Everything the command line prints: report objects as text for people and JSON for
+machines, warnings and errors on stderr. The library never prints."""
 
 from __future__ import annotations
 
@@ -8,8 +9,15 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+import click
+
 if TYPE_CHECKING:
+    from .delete import RemovalReport
+    from .gc import GcReport
+    from .layout import Listing, Tree
     from .listing import ImageRow, TreeNode
+    from .tagging import TagReport, UntagReport
+    from .verify import VerifyReport
 
 
 def to_jsonable(value: Any) -> Any:
@@ -112,3 +120,153 @@ def printable(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+def one_line(text: str) -> str:
+    """Whitespace (newlines included) folded: one message, one line."""
+    return " ".join(text.split()) if text else "unknown error"
+
+
+def print_error(message: str) -> None:
+    """One `error:` line on stderr."""
+    click.echo(f"error: {one_line(message)}", err=True)
+
+
+def print_note(message: str) -> None:
+    """One `note:` line on stderr."""
+    click.echo(f"note: {message}", err=True)
+
+
+def print_warnings(warnings: Sequence[str], quiet: bool) -> None:
+    """`warning:` lines on stderr, unless quiet."""
+    if quiet:
+        return
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+
+
+def print_json(value: Any) -> None:
+    """A report as indented JSON on stdout."""
+    click.echo(dumps(value))
+
+
+def print_listing(listing: Listing, output_format: str, quiet: bool) -> None:
+    """`ls`: the table, digests only (quiet), or JSON."""
+    print_warnings(listing.warnings, quiet or output_format == "json")
+    if output_format == "json":
+        rows = [to_jsonable(r) | {"short_digest": r.short_digest} for r in listing.rows]
+        click.echo(dumps({"images": rows, "warnings": listing.warnings}))
+    elif quiet:
+        for digest in dict.fromkeys(r.digest for r in listing.rows):
+            click.echo(digest)
+    else:
+        click.echo(image_table(listing.rows))
+
+
+def print_tree(tree: Tree, output_format: str, quiet: bool) -> None:
+    """`tree`: box drawing or JSON."""
+    print_warnings(tree.warnings, quiet or output_format == "json")
+    if output_format == "json":
+        click.echo(dumps({"roots": tree.roots, "warnings": tree.warnings}))
+    else:
+        click.echo(tree_text(tree.roots))
+
+
+def print_tag(report: TagReport, name: str, output_format: str) -> None:
+    """`tag`: what moved where."""
+    if output_format == "json":
+        click.echo(dumps(report))
+    elif report.unchanged:
+        click.echo(f"{name} already points at {report.digest}")
+    else:
+        moved = f" (moved from {report.moved_from})" if report.moved_from else ""
+        click.echo(f"{'Would tag' if report.dry_run else 'Tagged'}: {name} -> {report.digest}{moved}")
+
+
+def print_untag(report: UntagReport, output_format: str) -> None:
+    """`untag`: names removed; names not found as errors."""
+    if output_format == "json":
+        click.echo(dumps(report))
+    else:
+        for name in report.untagged:
+            click.echo(f"{'Would untag' if report.dry_run else 'Untagged'}: {name}")
+    for name in report.not_found:
+        click.echo(f"error: no such name: {name}", err=True)
+
+
+def print_removal(report: RemovalReport, output_format: str, quiet: bool) -> None:
+    """`rm`: per image what was untagged and deleted, then the total."""
+    if output_format == "json":
+        click.echo(dumps(report))
+        return
+    print_warnings(report.warnings, quiet)
+    would = "Would " if report.dry_run else ""
+    for image in report.images:
+        if quiet:
+            if image.deleted:
+                click.echo(image.id)
+            continue
+        for name in image.untagged:
+            click.echo(f"{would}{'untag' if would else 'Untagged'}: {name}")
+        if image.deleted:
+            why = "" if image.reason == "requested" else f" [{image.reason}]"
+            click.echo(
+                f"{would}{'delete' if would else 'Deleted'}: {image.id}{why}"
+                f" ({image.blobs_deleted} blobs, {human_size(image.bytes_freed)})"
+            )
+    for failure in report.failures:
+        click.echo(f"error: {failure.reference}: {one_line(failure.message)}", err=True)
+    shown = {failure.message for failure in report.failures}
+    for image in report.images:  # e.g. a blob that could not be deleted (read-only file system)
+        for message in image.errors:
+            if message not in shown:
+                click.echo(f"error: {one_line(message)}", err=True)
+    if not quiet and report.images:
+        verb = "Would reclaim" if report.dry_run else "Total reclaimed space"
+        click.echo(f"{verb}: {human_size(report.bytes_freed)} in {report.blobs_deleted} blobs")
+
+
+def print_gc(report: GcReport, output_format: str, quiet: bool) -> None:
+    """`gc`: each blob deleted, temporary files, strays, what was kept young, the total."""
+    if output_format == "json":
+        click.echo(dumps(report))
+        return
+    print_warnings(report.warnings, quiet)
+    dry = report.dry_run
+    for blob in report.removed:
+        if quiet:
+            click.echo(blob.digest)
+        else:
+            click.echo(f"{'Would delete' if dry else 'Deleted'}: {blob.digest} ({human_size(blob.size)})")
+    for key, message in report.errors.items():
+        click.echo(f"error: {one_line(message)}", err=True)
+    if quiet:
+        return
+    for path in report.temp_files_removed:
+        click.echo(f"{'Would remove' if dry else 'Removed'} temporary file: {one_line(repr(str(path))[1:-1])}")
+    for stray in report.strays:
+        click.echo(f"Not a blob (kept): {one_line(repr(str(stray.path))[1:-1])}: {stray.reason}")
+    if report.kept_young:
+        click.echo(
+            f"Kept {report.kept_young} unreferenced blobs ({human_size(report.kept_young_bytes)}) "
+            f"younger than the grace period ({report.grace:g}s)"
+        )
+    verb = "Would reclaim" if dry else "Total reclaimed space"
+    click.echo(f"{verb}: {human_size(report.bytes_freed)} in {report.blobs_removed} blobs")
+
+
+def print_verify(report: VerifyReport, output_format: str, quiet: bool) -> None:
+    """`verify`: one line per problem (or JSON), warnings, and a summary on stderr."""
+    if output_format == "json":
+        click.echo(dumps(report.problems))
+    else:
+        for problem in report.problems:
+            click.echo(str(problem))
+    print_warnings(report.warnings, quiet)
+    if not quiet:
+        state = "ok" if report.ok else f"{len(report.problems)} problem{'s' if len(report.problems) != 1 else ''}"
+        click.echo(
+            f"{state}: {report.blobs_checked} of {report.reachable} reachable blobs checked, "
+            f"{human_size(report.bytes_hashed)} hashed in {report.seconds:.1f}s",
+            err=True,
+        )

@@ -12,13 +12,10 @@ import functools
 import importlib.resources
 import json
 import re
-from collections.abc import Iterable
-from pathlib import Path
-from typing import Any
-
 import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
 
 if TYPE_CHECKING:  # jsonschema costs 0.3 s to import; a clean layout never needs it

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import BinaryIO, Container, Iterable
 
 from .atomicwrite import TEMP_PREFIX, write_atomic
-from .digest import ALGORITHMS, Digest, InvalidDigestError, parse_digest
-from .errors import CorruptLayoutError, NotFoundError, OperationFailed
+from .digest import ALGORITHMS, Digest, parse_digest
+from .errors import CorruptLayoutError, InvalidDigestError, NotFoundError, OperationFailed
 from .indexfile import IndexFile, loads_strict, parse_index
 
 LAYOUT_FILE = "oci-layout"
@@ -148,10 +148,6 @@ class LayoutStore:
         except OSError:
             return False
 
-    def open_blob(self, digest: Digest) -> BinaryIO:
-        """Open a blob for streaming; NotFoundError when it is in neither directory."""
-        return os.fdopen(self._open_blob_fd(digest), "rb")
-
     def read_blob(self, digest: Digest, limit: int = MAX_DOCUMENT_BYTES) -> bytes:
         """A whole blob, refusing anything over `limit` bytes (checked before reading)."""
         fd, size = self._open_blob_fd_size(digest)
@@ -271,8 +267,9 @@ class LayoutStore:
             if hex_length is None:
                 if entries:
                     count = len(entries)
+                    entries_word = "entry" if count == 1 else "entries"
                     result.strays.append(
-                        StrayFile(alg_path, f"unknown digest algorithm directory ({count} entr{'y' if count == 1 else 'ies'})")
+                        StrayFile(alg_path, f"unknown digest algorithm directory ({count} {entries_word})")
                     )
                 continue
             prefix = algorithm + ":"
@@ -294,7 +291,8 @@ class LayoutStore:
                     kind = "" if entry.is_file(follow_symlinks=False) else f", {_kind_of(Path(entry.path))}"
                     result.strays.append(StrayFile(Path(entry.path), f"name is not a valid {algorithm} digest{kind}"))
                 else:
-                    result.strays.append(StrayFile(Path(entry.path), f"not a regular file ({_kind_of(Path(entry.path))})"))
+                    path = Path(entry.path)
+                    result.strays.append(StrayFile(path, f"not a regular file ({_kind_of(path)})"))
         result.blobs.sort(key=lambda b: b.digest or "")
         result.temp_files.sort(key=lambda b: b.path)
         result.strays.sort(key=lambda s: s.path)

@@ -23,24 +23,18 @@ The library reports progress through an optional callback; it never prints.
 from __future__ import annotations
 
 import hashlib
-import importlib.resources
-import json
 import os
-import re
 import threading
-from concurrent.futures import ThreadPoolExecutor
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-from urllib.parse import urljoin
 
 from .descriptor import Descriptor, parse_descriptor
 from .digest import Digest, parse_digest
 from .errors import CorruptLayoutError, OcilayoutError
 from .graph import MAX_DEPTH, Graph, Node, NodeState, Visit
-from .schemas import problems as _schema_problems
 from .indexfile import loads_strict
 from .mediatypes import (
     ARTIFACT_TYPES,
@@ -50,6 +44,7 @@ from .mediatypes import (
     OCI_CONFIG,
     Kind,
 )
+from .schemas import problems as _schema_problems
 from .storage import MAX_DOCUMENT_BYTES, LayoutStore, _open_regular, open_store
 
 CHUNK = 1024 * 1024
@@ -235,7 +230,10 @@ def _hash_all(store: LayoutStore, jobs: list[_Job], meter: _Meter, workers: int)
         buffer = getattr(buffers, "buffer", None)
         if buffer is None:
             buffer = buffers.buffer = bytearray(CHUNK)
-        return [_Result(error="not checked") if stop.is_set() else _hash_one(store, job, buffer, meter, stop) for job in chunk]
+        return [
+            _Result(error="not checked") if stop.is_set() else _hash_one(store, job, buffer, meter, stop)
+            for job in chunk
+        ]
 
     # Tasks of many small blobs keep the pool's bookkeeping small (a 100,000-image layout has
     # ~470,000 blobs); a large blob is a task of its own, so both threads stay busy.
@@ -445,7 +443,9 @@ def _present_blobs(
     return jobs
 
 
-def _list_unreferenced(store: LayoutStore, blobs: dict[Digest, _Blob], report: VerifyReport, *, know_reach: bool) -> None:
+def _list_unreferenced(
+    store: LayoutStore, blobs: dict[Digest, _Blob], report: VerifyReport, *, know_reach: bool
+) -> None:
     root = store.root
     try:
         scan = store.inventory(reached=blobs if know_reach else None)
