@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
 from pathlib import Path
 
 # Every temporary file we create starts with this, so gc can recognise (and clean) our own.
@@ -18,7 +17,7 @@ def write_atomic(path: Path, data: bytes) -> None:
         mode = stat.S_IMODE(os.stat(path).st_mode)
     except FileNotFoundError:
         mode = 0o644
-    fd, temp_name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", dir=directory)
+    fd, temp_name = _create_temp(directory, f"{TEMP_PREFIX}{path.name}.")
     try:
         view = memoryview(data)
         while view:
@@ -52,3 +51,15 @@ def fsync_directory(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def _create_temp(directory: Path, prefix: str) -> tuple[int, str]:
+    """A new file of our own (mode 0600, never an existing one), as `tempfile.mkstemp` makes
+    it, without importing `tempfile` on every command's start-up path."""
+    for _ in range(100):
+        name = os.path.join(directory, prefix + os.urandom(6).hex())
+        try:
+            return os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600), name
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary file name in {directory}")

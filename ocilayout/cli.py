@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import traceback
 from dataclasses import dataclass
 from functools import wraps
 from pathlib import Path
@@ -111,6 +110,8 @@ def handle_errors(func: F) -> F:
 def _fail(message: str, code: int) -> NoReturn:
     options = click.get_current_context().ensure_object(Options)
     if options.debug:
+        import traceback
+
         traceback.print_exc()
     render.print_error(message)
     sys.exit(code)

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
 
 from .delete import RemovalReport, finish_report, plan_removal
 from .descriptor import Platform, parse_platform_spec
-from .gc import DEFAULT_GRACE, GcReport, collect, gc_shared, parse_duration
 from .graph import Graph
 from .indexfile import IndexFile
 from .lock import DEFAULT_LOCK_TIMEOUT
@@ -21,6 +20,7 @@ from .storage import LayoutStore, open_store
 from .transaction import Transaction, transaction
 
 if TYPE_CHECKING:  # each command imports only what it uses (start-up time is per command)
+    from .gc import GcReport
     from .listing import ImageRow, InspectReport, TreeNode
     from .tagging import TagReport, UntagReport
     from .verify import ProgressCallback, VerifyReport
@@ -251,7 +251,7 @@ class Layout:
     def gc(
         self,
         *,
-        grace: float | str = DEFAULT_GRACE,
+        grace: float | str = "1h",
         dry_run: bool = False,
         allow_sparse: bool = False,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
@@ -261,6 +261,8 @@ class Layout:
         `grace` may also be text such as "1h" or "30m". A shared blob directory is read but
         never collected here (see `Layout.gc_shared`).
         """
+        from .gc import collect, parse_duration
+
         report = collect(
             [self.store],
             grace=parse_duration(grace),
@@ -279,13 +281,15 @@ class Layout:
         shared_blobs: PathLike,
         layouts: Sequence[PathLike],
         *,
-        grace: float | str = DEFAULT_GRACE,
+        grace: float | str = "1h",
         dry_run: bool = False,
         allow_sparse: bool = False,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
         strict: bool = False,
     ) -> GcReport:
         """Collect a shared blob directory over the *complete* list of layouts that use it."""
+        from .gc import gc_shared, parse_duration
+
         return gc_shared(
             shared_blobs,
             layouts,
