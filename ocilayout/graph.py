@@ -15,6 +15,10 @@ delete a blob only when the live set has no doubt and does not hold it.
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import threading
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Iterable, Iterator, Mapping, Sequence
@@ -98,17 +102,18 @@ class Doubt:
 
 @dataclass(slots=True)
 class LiveSet:
-    """What a set of roots reaches (digest → a descriptor of it, for its size) and the doubt."""
+    """What a set of roots reaches (digest → declared size, -1 when no reference says) and
+    the doubt."""
 
-    descriptors: dict[Digest, Descriptor] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)
     doubt: list[Doubt] = field(default_factory=list)
     missing: list[Digest] = field(default_factory=list)  # every missing manifest/index, doubt or not
 
     def __contains__(self, digest: object) -> bool:
-        return digest in self.descriptors
+        return digest in self.sizes
 
     def __len__(self) -> int:
-        return len(self.descriptors)
+        return len(self.sizes)
 
     @property
     def certain(self) -> bool:
@@ -117,7 +122,16 @@ class LiveSet:
 
     def size(self) -> int:
         """Sum of declared sizes of the reached blobs (each counted once)."""
-        return sum(d.size for d in self.descriptors.values() if d.size > 0)
+        return sum(size for size in self.sizes.values() if size > 0)
+
+    def update(self, other: LiveSet) -> None:
+        """Add what another set of roots reaches (the live set of their union)."""
+        sizes = self.sizes
+        for digest, size in other.sizes.items():
+            if sizes.get(digest, -1) < 0:
+                sizes[digest] = size
+        self.doubt.extend(other.doubt)
+        self.missing.extend(other.missing)
 
     def doubt_message(self, where: str = "") -> str:
         """One line: which digests block deletion, and what the user can do."""
@@ -379,7 +393,7 @@ class Graph:
                 stack.extend((child, node, depth) for child in reversed(node.children))
 
     def reach(self, roots: Iterable[Descriptor]) -> LiveSet:
-        """What `roots` reach (no doubt rule applied beyond what `live_set` records)."""
+        """What `roots` reach, sparse children excused (for reading, not deleting)."""
         return live_set(self, roots, allow_sparse=True)
 
     def config_info(self, descriptor: Descriptor) -> ConfigInfo | None:
@@ -426,36 +440,148 @@ def live_set(graph: Graph, roots: Iterable[Descriptor], *, allow_sparse: bool = 
     `allow_sparse` declares such absences deliberate; a root whose own blob is in no blob
     directory (never excused: a sparse copy leaves children out, not entries); nesting too
     deep to follow. The one rule every deleter (rm, gc, the foreign-writer re-check) obeys.
+
+    Many roots are split between this process and a forked one (both cores read and parse
+    manifests); the union of the two live sets is the live set of all roots.
     """
+    roots = list(roots)
+    if _may_fork(len(roots)):
+        half = len(roots) // 2
+        forked = _live_set_forked(graph, roots[:half], roots[half:], allow_sparse)
+        if forked is not None:
+            return forked
+    return _walk_live(graph, roots, allow_sparse)
+
+
+def _walk_live(graph: Graph, roots: Iterable[Descriptor], allow_sparse: bool) -> LiveSet:
     result = LiveSet()
-    seen = result.descriptors
+    seen = result.sizes
     doubt = result.doubt
     LEAF, AGAIN, PARSED = Visit.LEAF, Visit.AGAIN, NodeState.PARSED
     for descriptor, _, depth, visit, node in graph.walk(roots):
         digest = descriptor.digest
-        known = seen.get(digest)
-        if known is None:
-            seen[digest] = descriptor
-        elif known.size < 0 <= descriptor.size:
-            seen[digest] = descriptor
+        if seen.get(digest, -1) < 0:
+            seen[digest] = descriptor.size
         if visit is LEAF:
             if depth == 0 and graph.store.locate_quiet(digest) is None:
                 doubt.append(Doubt(digest, "absent-entry", "an entry typed as a leaf, in no blob directory"))
             continue
-        if node is None or visit is AGAIN:
+        if node is None:
             continue
         state = node.state
+        if state is NodeState.MISSING and depth == 0:  # every time: an entry is never excused
+            doubt.append(Doubt(digest, "absent-entry", "the entry's own manifest is in no blob directory"))
+            continue
+        if visit is AGAIN:
+            continue
         if state is PARSED:
             if visit is Visit.DEEP:
                 doubt.append(Doubt(digest, "too-deep", f"nested deeper than {graph.max_depth} levels"))
             continue
         if state is NodeState.MISSING:
-            if depth == 0:
-                doubt.append(Doubt(digest, "absent-entry", "the entry's own manifest is in no blob directory"))
-            elif not is_leaf_type(descriptor.media_type):
+            if not is_leaf_type(descriptor.media_type):
                 result.missing.append(digest)
                 if not allow_sparse:
                     doubt.append(Doubt(digest, "missing", f"missing {descriptor.media_type or 'untyped'} blob"))
         elif state is NodeState.UNREADABLE:
             doubt.append(Doubt(digest, "unreadable", node.problem or ""))
     return result
+
+
+# -- the second core ----------------------------------------------------------------------
+
+PARALLEL_MIN_ROOTS = 2000  # below this, forking costs more than it saves
+NO_FORK_ENV = "OCILAYOUT_NO_FORK"
+
+
+def _may_fork(roots: int) -> bool:
+    if roots < PARALLEL_MIN_ROOTS or not hasattr(os, "fork") or os.environ.get(NO_FORK_ENV):
+        return False
+    if threading.active_count() > 1:  # forking a threaded process is unsafe
+        return False
+    try:
+        return len(os.sched_getaffinity(0)) > 1
+    except (AttributeError, OSError):
+        return (os.cpu_count() or 1) > 1
+
+
+def _live_set_forked(
+    graph: Graph, first: list[Descriptor], second: list[Descriptor], allow_sparse: bool
+) -> LiveSet | None:
+    """`first` here and `second` in a child process, at once; None when no child could be made.
+
+    The child runs the same walk and sends back its live set as text; if it fails in any
+    way, this process walks `second` itself, so the answer never depends on the child.
+    """
+    read_end, write_end = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read_end)
+        os.close(write_end)
+        return None
+    if pid == 0:  # the child: never returns
+        code = 1
+        try:
+            os.close(read_end)
+            payload = _encode(_walk_live(graph, second, allow_sparse), graph.warnings)
+            view = memoryview(payload)
+            while view:
+                view = view[os.write(write_end, view) :]
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    try:
+        mine = _walk_live(graph, first, allow_sparse)
+        with os.fdopen(read_end, "rb") as pipe:
+            payload = pipe.read()
+    except BaseException:
+        _reap(pid, kill=True)
+        raise
+    theirs = _decode(payload, graph) if _reap(pid) == 0 else None
+    if theirs is None:
+        theirs = _walk_live(graph, second, allow_sparse)
+    mine.update(theirs)
+    return mine
+
+
+def _reap(pid: int, *, kill: bool = False) -> int:
+    if kill:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        return -1
+    return status
+
+
+def _encode(live: LiveSet, warnings: list[str]) -> bytes:
+    head = {
+        "doubt": [[d.digest, d.reason, d.detail] for d in live.doubt],
+        "missing": live.missing,
+        "warnings": warnings,
+    }
+    body = "\n".join(f"{digest} {size}" for digest, size in live.sizes.items())
+    return json.dumps(head).encode() + b"\n" + body.encode()
+
+
+def _decode(payload: bytes, graph: Graph) -> LiveSet | None:
+    try:
+        head_text, _, body = payload.decode().partition("\n")
+        head = json.loads(head_text)
+        live = LiveSet()
+        live.doubt = [Doubt(Digest(d), reason, detail) for d, reason, detail in head["doubt"]]
+        live.missing = [Digest(d) for d in head["missing"]]
+        sizes = live.sizes
+        for line in body.split("\n") if body else ():
+            digest, _, size = line.partition(" ")
+            sizes[digest] = int(size)
+    except (ValueError, KeyError, TypeError):
+        return None
+    for warning in head["warnings"]:
+        graph.warn(warning)
+    return live

@@ -94,11 +94,17 @@ def _summarise(
     descriptor: Descriptor, graph: Graph, present: dict[Digest, bool]
 ) -> tuple[str, list[str], int, str | None, int]:
     node = graph.node(descriptor)
-    reach = graph.reach([descriptor])
+    sizes: dict[Digest, int] = {}
     missing = 0
-    # Configs and layers are never opened by the walk; one listing of each blobs/<alg>/ says
-    # whether they exist (a stat per blob costs as much as the whole walk on large layouts).
-    for digest, child in reach.descriptors.items():
+    for child, *_ in graph.walk([descriptor]):
+        digest = child.digest
+        if digest in sizes:
+            if sizes[digest] < 0 <= child.size:
+                sizes[digest] = child.size
+            continue
+        sizes[digest] = child.size
+        # Configs and layers are never opened by the walk; one listing of each blobs/<alg>/
+        # says whether they exist (a stat per blob costs as much as the whole walk).
         found = present.get(digest)
         if found is None:
             found = present[digest] = graph.store.present(digest)
@@ -118,7 +124,7 @@ def _summarise(
                 platform = f"{info.os}/{info.architecture}"
                 platforms = [f"{platform}/{info.variant}" if info.variant else platform]
     kind = _kind(node) if node.state is not NodeState.MISSING else "missing"
-    return kind, platforms, reach.size(), created, missing
+    return kind, platforms, sum(size for size in sizes.values() if size > 0), created, missing
 
 
 def _missing_blob(descriptor: Descriptor) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+from unittest import mock
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ocilayout import Layout, NotFoundError, OcilayoutError
+from ocilayout import graph as graph_module
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -100,6 +102,7 @@ def layouts(draw: st.DrawFn) -> dict:
         "entry_names": entry_names,
         "sparse": sparse,
         "allow_sparse": draw(st.booleans()),
+        "fork": draw(st.booleans()),  # the live set on two cores (graph.live_set forks)
     }
 
 
@@ -304,7 +307,9 @@ def concrete(ref: str, entries: list) -> str:
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(spec=layouts(), steps=ops)
 def test_random_batches_match_the_model(spec: dict, steps: list) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, mock.patch.object(
+        graph_module, "PARALLEL_MIN_ROOTS", 2 if spec["fork"] else 10**9
+    ):
         root = Path(tmp)
         world, entries, present = build(root, spec)
         layout = Layout.open(root)

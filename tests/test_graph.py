@@ -156,8 +156,8 @@ def test_oci_image(blobs: Blobs, store: LayoutStore) -> None:
     assert node.config is not None and node.config.media_type == OCI_CONFIG
     assert len(node.layers) == 3
     reach = graph.reach([d(img)])
-    assert set(reach.descriptors) == children_of(blobs, img) | {dg(img)}
-    assert len(reach.descriptors) == 5
+    assert set(reach.sizes) == children_of(blobs, img) | {dg(img)}
+    assert len(reach.sizes) == 5
     assert reach.certain and not reach.missing and not graph.warnings
 
 
@@ -181,8 +181,8 @@ def test_nested_indexes_any_depth(blobs: Blobs, store: LayoutStore, depth: int) 
         top = blobs.index([top])
     graph = Graph(store)
     reach = graph.reach([d(top)])
-    assert set(reach.descriptors) == all_under(blobs, top)
-    assert len(reach.descriptors) == depth + 4
+    assert set(reach.sizes) == all_under(blobs, top)
+    assert len(reach.sizes) == depth + 4
     assert reach.certain and not graph.warnings
     assert graph.node(d(top)).kind is Kind.INDEX
 
@@ -199,8 +199,8 @@ def test_multi_platform_index(blobs: Blobs, store: LayoutStore) -> None:
         images.append(manifest)
     top = blobs.index(images)
     reach = Graph(store).reach([d(top)])
-    assert set(reach.descriptors) == all_under(blobs, top)
-    assert len(reach.descriptors) == 1 + 3 * 2 + 1 + 3
+    assert set(reach.sizes) == all_under(blobs, top)
+    assert len(reach.sizes) == 1 + 3 * 2 + 1 + 3
 
 
 def test_docker_types(blobs: Blobs, store: LayoutStore) -> None:
@@ -209,8 +209,8 @@ def test_docker_types(blobs: Blobs, store: LayoutStore) -> None:
     top = blobs.index([one, two], DOCKER_MANIFEST_LIST)
     graph = Graph(store)
     reach = graph.reach([d(top)])
-    assert set(reach.descriptors) == all_under(blobs, top)
-    assert len(reach.descriptors) == 1 + 2 + 2 + 3
+    assert set(reach.sizes) == all_under(blobs, top)
+    assert len(reach.sizes) == 1 + 2 + 2 + 3
     assert graph.node(d(top)).kind is Kind.INDEX
     assert graph.node(d(one)).kind is Kind.IMAGE
     assert graph.node(d(one)).config.media_type == DOCKER_CONFIG
@@ -229,7 +229,7 @@ def test_artifact_manifest_blobs(blobs: Blobs, store: LayoutStore) -> None:
     assert node.kind is Kind.ARTIFACT
     assert node.artifact_type == "application/vnd.example.sbom"
     reach = graph.reach([d(art)])
-    assert set(reach.descriptors) == {dg(art), dg(parts[0]), dg(parts[1])}
+    assert set(reach.sizes) == {dg(art), dg(parts[0]), dg(parts[1])}
 
 
 def test_subject_recorded_but_not_followed(blobs: Blobs, store: LayoutStore) -> None:
@@ -246,7 +246,7 @@ def test_subject_recorded_but_not_followed(blobs: Blobs, store: LayoutStore) -> 
     assert dg(subject) not in {c.digest for c in node.children}
     reach = graph.reach([d(sig)])
     assert dg(subject) not in reach
-    assert len(reach.descriptors) == 3
+    assert len(reach.sizes) == 3
 
 
 def test_missing_subject_is_not_a_warning(blobs: Blobs, store: LayoutStore) -> None:
@@ -266,7 +266,7 @@ def test_docker_schema1_fs_layers(blobs: Blobs, store: LayoutStore) -> None:
                    "application/vnd.docker.distribution.manifest.v1+prettyjws")
     graph = Graph(store)
     reach = graph.reach([d(m)])
-    assert {dg(l1), dg(l2)} <= set(reach.descriptors)
+    assert {dg(l1), dg(l2)} <= set(reach.sizes)
     assert any("blobSum" in w for w in graph.warnings)
 
 
@@ -282,7 +282,7 @@ def test_unknown_type_json_with_layers_is_walked(blobs: Blobs, store: LayoutStor
     graph = Graph(store)
     assert graph.node(d(raw)).kind is Kind.IMAGE
     reach = graph.reach([d(raw)])
-    assert set(reach.descriptors) == all_under(blobs, manifest) and len(reach.descriptors) == 4
+    assert set(reach.sizes) == all_under(blobs, manifest) and len(reach.sizes) == 4
 
 
 @pytest.mark.parametrize("media_type", [None, "application/octet-stream"])
@@ -291,7 +291,7 @@ def test_unknown_type_json_with_manifests_is_walked(blobs: Blobs, store: LayoutS
     idx = blobs.index([img], media_type=media_type)
     graph = Graph(store)
     assert graph.node(d(idx)).kind is Kind.INDEX
-    assert len(graph.reach([d(idx)]).descriptors) == 4
+    assert len(graph.reach([d(idx)]).sizes) == 4
 
 
 def test_unknown_type_json_with_blobs_is_artifact(blobs: Blobs, store: LayoutStore) -> None:
@@ -306,7 +306,7 @@ def test_unknown_type_under_an_index_is_walked(blobs: Blobs, store: LayoutStore)
     manifest = blobs.image(2, media_type=None)
     idx = blobs.index([{**manifest, "mediaType": "application/vnd.example.weird"}])
     reach = Graph(store).reach([d(idx)])
-    assert set(reach.descriptors) == {dg(idx)} | all_under(blobs, manifest)
+    assert set(reach.sizes) == {dg(idx)} | all_under(blobs, manifest)
 
 
 def test_unknown_binary_is_a_leaf_and_not_parsed(blobs: Blobs, store: LayoutStore, monkeypatch) -> None:
@@ -435,7 +435,7 @@ def test_sparse_child_is_a_warning(blobs: Blobs, store: LayoutStore) -> None:
     assert reach.missing == [dg(absent)]
     assert reach.certain  # missing is not unreadable: nothing it could reference is on disk for it
     assert len(graph.warnings) == 1 and absent["digest"] in graph.warnings[0]
-    assert set(reach.descriptors) == all_under(blobs, present) | {dg(top), dg(absent)}
+    assert set(reach.sizes) == all_under(blobs, present) | {dg(top), dg(absent)}
 
 
 def test_sparse_child_strict_is_an_error(blobs: Blobs, store: LayoutStore) -> None:
@@ -467,7 +467,7 @@ def test_cycle_through_corrupt_blobs_terminates(blobs: Blobs, store: LayoutStore
         {"mediaType": OCI_INDEX, "digest": a_digest, "size": 1},
         {"mediaType": OCI_INDEX, "digest": b_digest, "size": 1}]}).encode(), OCI_INDEX)
     reach = Graph(store).reach([d(a)])
-    assert set(reach.descriptors) == {parse_digest(a_digest), parse_digest(b_digest)}
+    assert set(reach.sizes) == {parse_digest(a_digest), parse_digest(b_digest)}
 
 
 def chain(blobs: Blobs, depth: int) -> dict[str, Any]:
@@ -483,7 +483,7 @@ def test_depth_cap_warns_and_keeps(blobs: Blobs, store: LayoutStore) -> None:
     reach = graph.reach([d(top)])
     assert not reach.certain  # what lies below the cap is unknown: keep everything
     assert any("deeper than 5" in w for w in graph.warnings)
-    assert len(reach.descriptors) == 6
+    assert len(reach.sizes) == 6
 
 
 def test_depth_cap_strict_is_an_error(blobs: Blobs, store: LayoutStore) -> None:
@@ -507,7 +507,7 @@ def test_wide_diamond_is_linear(blobs: Blobs, store: LayoutStore, monkeypatch) -
         top = blobs.index([top, top])
     graph = Graph(store)
     reach = graph.reach([d(top)])
-    assert len(reach.descriptors) == 40 + 3
+    assert len(reach.sizes) == 40 + 3
 
 
 # -- read each blob once -----------------------------------------------------------------
