@@ -247,25 +247,22 @@ def _doomed_blobs(
     removed_roots = [e for e in index.entries if e.position in removed]
     if not removed_roots:
         return [], {}
+    # What the removed entries reach first (their nodes stay cached), then the live set of
+    # the others (one pass that keeps no parsed manifest): each blob is parsed once.
+    positions = {img.id: i for i, img in enumerate(report.images) if img.deleted}
+    candidates: dict[Digest, int] = {}
+    for entry in removed_roots:
+        owner = positions.get(str(entry.digest), -1)
+        for descriptor, *_ in graph.walk([entry.descriptor]):
+            candidates.setdefault(descriptor.digest, owner)
     remaining = (e.descriptor for e in index.entries if e.position not in removed)
     live = live_set(graph, remaining, allow_sparse=allow_sparse)
     if not live.certain:
         report.warnings.append(live.doubt_message())
         return [], {}
-    doomed: list[Digest] = []
-    owners: dict[Digest, int] = {}
-    positions = {img.id: i for i, img in enumerate(report.images) if img.deleted}
-    for entry in removed_roots:
-        owner = positions.get(str(entry.digest), -1)
-        for descriptor, *_ in graph.walk([entry.descriptor]):
-            digest = descriptor.digest
-            if digest in live or digest in owners:
-                continue
-            if not store.is_local(digest):
-                continue  # absent, or only in the shared directory, which we never touch
-            owners[digest] = owner
-            doomed.append(digest)
-    return doomed, owners
+    # absent, or only in the shared directory (which we never touch): not ours to delete
+    owners = {d: owner for d, owner in candidates.items() if d not in live and store.is_local(d)}
+    return list(owners), owners
 
 
 def finish_report(plan: RemovalPlan, freed: dict[Digest, int], errors: dict[str, str], dry_run: bool) -> RemovalReport:

@@ -177,8 +177,13 @@ class Graph:
 
     # -- one blob -------------------------------------------------------------------
 
-    def node(self, descriptor: Descriptor) -> Node:
-        """What `descriptor`'s blob is and references."""
+    def node(self, descriptor: Descriptor, *, keep: bool = True) -> Node:
+        """What `descriptor`'s blob is and references.
+
+        `keep=False` (one pass over a big layout, as `live_set` makes) caches only nodes
+        that are not parsed manifests with children: those are most of the memory, and
+        the walk enters each blob once anyway.
+        """
         digest = descriptor.digest
         cached = self._nodes.get(digest)
         promised = kind_of_media_type(descriptor.media_type)
@@ -190,7 +195,8 @@ class Graph:
         # then the promise decides (JSON that is no manifest is unreadable, not a leaf).
         document = self._documents.pop(digest, None)
         node = self._load(descriptor, promised) if document is None else self._from_document(digest, promised, document)
-        self._nodes[digest] = node
+        if keep or not node.children or node.state is not NodeState.PARSED:
+            self._nodes[digest] = node
         return node
 
     def document(self, descriptor: Descriptor) -> Any:
@@ -341,12 +347,14 @@ class Graph:
 
     # -- many blobs: the one walk ---------------------------------------------------
 
-    def walk(self, roots: Iterable[Descriptor]) -> Iterator[Step]:
+    def walk(self, roots: Iterable[Descriptor], *, keep: bool = True) -> Iterator[Step]:
         """Every reference reachable from `roots` through strong edges, depth first, pre-order.
 
         Each blob is entered once (later references are AGAIN); a blob that is its own
         ancestor is a CYCLE and nesting past `max_depth` is DEEP — both never followed, so a
         hostile layout cannot loop or exhaust memory. Leaves by media type are not opened.
+        With `keep=False` parsed manifests are not cached (see `node`): an AGAIN step may
+        then carry no node.
         """
         entered: set[Digest] = set()
         on_path: set[Digest] = set()
@@ -371,11 +379,17 @@ class Graph:
                 yield (descriptor, parent, depth, Visit.CYCLE, None)
                 continue
             node = nodes.get(digest)
-            if node is None or node.state is NodeState.NOT_READ:
-                node = self.node(descriptor)
             if digest in entered:
-                yield (descriptor, parent, depth, Visit.AGAIN, node)
+                if node is not None and node.state is NodeState.NOT_READ:
+                    # Entered as a leaf by its content; this reference may promise a manifest,
+                    # and then content that is no manifest is unreadable: a new verdict.
+                    fresh = self.node(descriptor, keep=keep)
+                    yield (descriptor, parent, depth, Visit.AGAIN if fresh is node else ENTER, fresh)
+                else:
+                    yield (descriptor, parent, depth, Visit.AGAIN, node)
                 continue
+            if node is None or node.state is NodeState.NOT_READ:
+                node = self.node(descriptor, keep=keep)
             if node.children and depth >= self.max_depth:
                 message = f"nesting deeper than {self.max_depth} levels at {digest}; not followed further"
                 if self.strict:
@@ -393,8 +407,9 @@ class Graph:
                 stack.extend((child, node, depth) for child in reversed(node.children))
 
     def reach(self, roots: Iterable[Descriptor]) -> LiveSet:
-        """What `roots` reach, sparse children excused (for reading, not deleting)."""
-        return live_set(self, roots, allow_sparse=True)
+        """What `roots` reach, sparse children excused (for reading, not deleting); every
+        node stays cached for later questions."""
+        return _walk_live(self, roots, allow_sparse=True, keep=True)
 
     def config_info(self, descriptor: Descriptor) -> ConfigInfo | None:
         """Created time, platform and labels of an image config (read once, cached)."""
@@ -453,12 +468,12 @@ def live_set(graph: Graph, roots: Iterable[Descriptor], *, allow_sparse: bool = 
     return _walk_live(graph, roots, allow_sparse)
 
 
-def _walk_live(graph: Graph, roots: Iterable[Descriptor], allow_sparse: bool) -> LiveSet:
+def _walk_live(graph: Graph, roots: Iterable[Descriptor], allow_sparse: bool, keep: bool = False) -> LiveSet:
     result = LiveSet()
     seen = result.sizes
     doubt = result.doubt
     LEAF, AGAIN, PARSED = Visit.LEAF, Visit.AGAIN, NodeState.PARSED
-    for descriptor, _, depth, visit, node in graph.walk(roots):
+    for descriptor, _, depth, visit, node in graph.walk(roots, keep=keep):
         digest = descriptor.digest
         if seen.get(digest, -1) < 0:
             seen[digest] = descriptor.size

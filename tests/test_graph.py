@@ -568,3 +568,22 @@ def test_config_info_absent_or_binary(blobs: Blobs, store: LayoutStore) -> None:
     assert graph.config_info(d(blobs.missing(OCI_CONFIG))) is None
     assert graph.config_info(d(blobs.raw(b"\x00binary", "application/vnd.unknown.config.v1+json"))) is None
     assert graph.config_info(d(blobs.raw(b"[1]", OCI_CONFIG))) is None
+
+
+@pytest.mark.parametrize("content", [b"\x1f\x8b binary", b"[1, 2]", b'{"not": "a manifest"}'])
+def test_leaf_by_content_then_promised_a_manifest_is_a_new_verdict(
+    blobs: Blobs, store: LayoutStore, content: bytes
+) -> None:
+    """The same blob first reached with an unknown type (a leaf by its content), then with a
+    manifest media type: content that is no manifest is then unreadable, and doubt."""
+    untyped = blobs.raw(content, "application/x-unknown")
+    as_manifest = {**untyped, "mediaType": OCI_MANIFEST}
+    top = blobs.index([untyped, as_manifest])
+    live = live_set(Graph(store), [d(top)])
+    if content.startswith(b"{"):  # valid JSON object without references: an empty manifest
+        assert live.certain
+    else:
+        assert [(x.digest, x.reason) for x in live.doubt] == [(dg(untyped), "unreadable")]
+    # The order of the references does not matter.
+    top = blobs.index([as_manifest, untyped])
+    assert live_set(Graph(store), [d(top)]).certain is content.startswith(b"{")
