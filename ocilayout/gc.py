@@ -151,7 +151,7 @@ def collect(
         reached: set[str] = set()
         for store, index, graph in zip(txn.stores, txn.indexes, txn.graphs):
             live = live_set(graph, (e.descriptor for e in index.entries), allow_sparse=allow_sparse)
-            reached.update(live.sizes)
+            reached |= live.reached
             where = f"{store.root}: " if shared_dir is not None else ""
             report.warnings.extend(f"{where}{w}" for w in [*index.warnings, *graph.warnings])
             if not live.certain:

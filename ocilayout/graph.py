@@ -102,34 +102,26 @@ class Doubt:
 
 @dataclass(slots=True)
 class LiveSet:
-    """What a set of roots reaches (digest → declared size, -1 when no reference says) and
-    the doubt."""
+    """What a set of roots reaches (digests) and the doubt."""
 
-    sizes: dict[str, int] = field(default_factory=dict)
+    reached: set[str] = field(default_factory=set)
     doubt: list[Doubt] = field(default_factory=list)
     missing: list[Digest] = field(default_factory=list)  # every missing manifest/index, doubt or not
 
     def __contains__(self, digest: object) -> bool:
-        return digest in self.sizes
+        return digest in self.reached
 
     def __len__(self) -> int:
-        return len(self.sizes)
+        return len(self.reached)
 
     @property
     def certain(self) -> bool:
         """True when every reached blob's references are known: only then may anything go."""
         return not self.doubt
 
-    def size(self) -> int:
-        """Sum of declared sizes of the reached blobs (each counted once)."""
-        return sum(size for size in self.sizes.values() if size > 0)
-
     def update(self, other: LiveSet) -> None:
         """Add what another set of roots reaches (the live set of their union)."""
-        sizes = self.sizes
-        for digest, size in other.sizes.items():
-            if sizes.get(digest, -1) < 0:
-                sizes[digest] = size
+        self.reached |= other.reached
         self.doubt.extend(other.doubt)
         self.missing.extend(other.missing)
 
@@ -470,13 +462,12 @@ def live_set(graph: Graph, roots: Iterable[Descriptor], *, allow_sparse: bool = 
 
 def _walk_live(graph: Graph, roots: Iterable[Descriptor], allow_sparse: bool, keep: bool = False) -> LiveSet:
     result = LiveSet()
-    seen = result.sizes
+    seen = result.reached
     doubt = result.doubt
     LEAF, AGAIN, PARSED = Visit.LEAF, Visit.AGAIN, NodeState.PARSED
     for descriptor, _, depth, visit, node in graph.walk(roots, keep=keep):
         digest = descriptor.digest
-        if seen.get(digest, -1) < 0:
-            seen[digest] = descriptor.size
+        seen.add(digest)
         if visit is LEAF:
             if depth == 0 and graph.store.locate_quiet(digest) is None:
                 doubt.append(Doubt(digest, "absent-entry", "an entry typed as a leaf, in no blob directory"))
@@ -580,8 +571,8 @@ def _encode(live: LiveSet, warnings: list[str]) -> bytes:
         "missing": live.missing,
         "warnings": warnings,
     }
-    body = "\n".join(f"{digest} {size}" for digest, size in live.sizes.items())
-    return json.dumps(head).encode() + b"\n" + body.encode()
+    # One line per digest, joined and split in C: this is the serial part of the fork.
+    return (json.dumps(head) + "\n" + "\n".join(live.reached)).encode()
 
 
 def _decode(payload: bytes, graph: Graph) -> LiveSet | None:
@@ -591,12 +582,11 @@ def _decode(payload: bytes, graph: Graph) -> LiveSet | None:
         live = LiveSet()
         live.doubt = [Doubt(Digest(d), reason, detail) for d, reason, detail in head["doubt"]]
         live.missing = [Digest(d) for d in head["missing"]]
-        sizes = live.sizes
-        for line in body.split("\n") if body else ():
-            digest, _, size = line.partition(" ")
-            sizes[digest] = int(size)
+        if body:
+            live.reached = set(body.split("\n"))
+        warnings = head["warnings"]
     except (ValueError, KeyError, TypeError):
         return None
-    for warning in head["warnings"]:
+    for warning in warnings:
         graph.warn(warning)
     return live

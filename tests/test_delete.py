@@ -34,7 +34,7 @@ def names(root: Path) -> list[tuple[str | None, str]]:
 def reachable(root: Path, shared: Path | None = None) -> set[str]:
     layout = Layout.open(root, shared)
     reach = Graph(layout.store).reach(e.descriptor for e in layout.index.entries)
-    return {str(d) for d in reach.sizes}
+    return {str(d) for d in reach.reached}
 
 
 def assert_invariant(root: Path) -> None:

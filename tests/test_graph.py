@@ -15,6 +15,8 @@ from ocilayout.descriptor import Descriptor, parse_descriptor
 from ocilayout.digest import Digest, parse_digest
 from ocilayout.errors import CorruptLayoutError
 from ocilayout.graph import Graph, NodeState, live_set
+from ocilayout.indexfile import parse_index
+from ocilayout.listing import list_images
 from ocilayout.mediatypes import (
     DOCKER_CONFIG,
     DOCKER_MANIFEST,
@@ -156,21 +158,23 @@ def test_oci_image(blobs: Blobs, store: LayoutStore) -> None:
     assert node.config is not None and node.config.media_type == OCI_CONFIG
     assert len(node.layers) == 3
     reach = graph.reach([d(img)])
-    assert set(reach.sizes) == children_of(blobs, img) | {dg(img)}
-    assert len(reach.sizes) == 5
+    assert set(reach.reached) == children_of(blobs, img) | {dg(img)}
+    assert len(reach.reached) == 5
     assert reach.certain and not reach.missing and not graph.warnings
 
 
-def test_reach_size_counts_each_blob_once(blobs: Blobs, store: LayoutStore) -> None:
+def test_listed_size_counts_each_blob_once(blobs: Blobs, store: LayoutStore) -> None:
     shared = blobs.layer()
     a = blobs.json({"schemaVersion": 2, "config": blobs.config(), "layers": [shared, shared]}, OCI_MANIFEST)
-    b = blobs.json({"schemaVersion": 2, "config": blobs.config(), "layers": [shared]}, OCI_MANIFEST)
-    reach = Graph(store).reach([d(a), d(b)])
-    expected = {dg(x): x["size"] for x in (a, b, shared)}
-    for m in (a, b):
+    top = blobs.index([a, blobs.json({"schemaVersion": 2, "config": blobs.config(), "layers": [shared]}, OCI_MANIFEST)])
+    expected = {dg(x): x["size"] for x in (top, a, shared)}
+    for m in json.loads((ROOT / "blobs/sha256" / top["digest"][7:]).read_bytes())["manifests"]:
+        expected[dg(m)] = m["size"]
         config = json.loads((ROOT / "blobs/sha256" / m["digest"][7:]).read_bytes())["config"]
         expected[dg(config)] = config["size"]
-    assert reach.size() == sum(expected.values())
+    index = parse_index(json.dumps({"schemaVersion": 2, "manifests": [top]}).encode())
+    [row] = list_images(index, Graph(store))
+    assert row.size == sum(expected.values()) and row.missing == 0
 
 
 @pytest.mark.parametrize("depth", [1, 3, 10, 40])
@@ -181,8 +185,8 @@ def test_nested_indexes_any_depth(blobs: Blobs, store: LayoutStore, depth: int) 
         top = blobs.index([top])
     graph = Graph(store)
     reach = graph.reach([d(top)])
-    assert set(reach.sizes) == all_under(blobs, top)
-    assert len(reach.sizes) == depth + 4
+    assert set(reach.reached) == all_under(blobs, top)
+    assert len(reach.reached) == depth + 4
     assert reach.certain and not graph.warnings
     assert graph.node(d(top)).kind is Kind.INDEX
 
@@ -199,8 +203,8 @@ def test_multi_platform_index(blobs: Blobs, store: LayoutStore) -> None:
         images.append(manifest)
     top = blobs.index(images)
     reach = Graph(store).reach([d(top)])
-    assert set(reach.sizes) == all_under(blobs, top)
-    assert len(reach.sizes) == 1 + 3 * 2 + 1 + 3
+    assert set(reach.reached) == all_under(blobs, top)
+    assert len(reach.reached) == 1 + 3 * 2 + 1 + 3
 
 
 def test_docker_types(blobs: Blobs, store: LayoutStore) -> None:
@@ -209,8 +213,8 @@ def test_docker_types(blobs: Blobs, store: LayoutStore) -> None:
     top = blobs.index([one, two], DOCKER_MANIFEST_LIST)
     graph = Graph(store)
     reach = graph.reach([d(top)])
-    assert set(reach.sizes) == all_under(blobs, top)
-    assert len(reach.sizes) == 1 + 2 + 2 + 3
+    assert set(reach.reached) == all_under(blobs, top)
+    assert len(reach.reached) == 1 + 2 + 2 + 3
     assert graph.node(d(top)).kind is Kind.INDEX
     assert graph.node(d(one)).kind is Kind.IMAGE
     assert graph.node(d(one)).config.media_type == DOCKER_CONFIG
@@ -229,7 +233,7 @@ def test_artifact_manifest_blobs(blobs: Blobs, store: LayoutStore) -> None:
     assert node.kind is Kind.ARTIFACT
     assert node.artifact_type == "application/vnd.example.sbom"
     reach = graph.reach([d(art)])
-    assert set(reach.sizes) == {dg(art), dg(parts[0]), dg(parts[1])}
+    assert set(reach.reached) == {dg(art), dg(parts[0]), dg(parts[1])}
 
 
 def test_subject_recorded_but_not_followed(blobs: Blobs, store: LayoutStore) -> None:
@@ -246,7 +250,7 @@ def test_subject_recorded_but_not_followed(blobs: Blobs, store: LayoutStore) -> 
     assert dg(subject) not in {c.digest for c in node.children}
     reach = graph.reach([d(sig)])
     assert dg(subject) not in reach
-    assert len(reach.sizes) == 3
+    assert len(reach.reached) == 3
 
 
 def test_missing_subject_is_not_a_warning(blobs: Blobs, store: LayoutStore) -> None:
@@ -266,7 +270,7 @@ def test_docker_schema1_fs_layers(blobs: Blobs, store: LayoutStore) -> None:
                    "application/vnd.docker.distribution.manifest.v1+prettyjws")
     graph = Graph(store)
     reach = graph.reach([d(m)])
-    assert {dg(l1), dg(l2)} <= set(reach.sizes)
+    assert {dg(l1), dg(l2)} <= set(reach.reached)
     assert any("blobSum" in w for w in graph.warnings)
 
 
@@ -282,7 +286,7 @@ def test_unknown_type_json_with_layers_is_walked(blobs: Blobs, store: LayoutStor
     graph = Graph(store)
     assert graph.node(d(raw)).kind is Kind.IMAGE
     reach = graph.reach([d(raw)])
-    assert set(reach.sizes) == all_under(blobs, manifest) and len(reach.sizes) == 4
+    assert set(reach.reached) == all_under(blobs, manifest) and len(reach.reached) == 4
 
 
 @pytest.mark.parametrize("media_type", [None, "application/octet-stream"])
@@ -291,7 +295,7 @@ def test_unknown_type_json_with_manifests_is_walked(blobs: Blobs, store: LayoutS
     idx = blobs.index([img], media_type=media_type)
     graph = Graph(store)
     assert graph.node(d(idx)).kind is Kind.INDEX
-    assert len(graph.reach([d(idx)]).sizes) == 4
+    assert len(graph.reach([d(idx)]).reached) == 4
 
 
 def test_unknown_type_json_with_blobs_is_artifact(blobs: Blobs, store: LayoutStore) -> None:
@@ -306,7 +310,7 @@ def test_unknown_type_under_an_index_is_walked(blobs: Blobs, store: LayoutStore)
     manifest = blobs.image(2, media_type=None)
     idx = blobs.index([{**manifest, "mediaType": "application/vnd.example.weird"}])
     reach = Graph(store).reach([d(idx)])
-    assert set(reach.sizes) == {dg(idx)} | all_under(blobs, manifest)
+    assert set(reach.reached) == {dg(idx)} | all_under(blobs, manifest)
 
 
 def test_unknown_binary_is_a_leaf_and_not_parsed(blobs: Blobs, store: LayoutStore, monkeypatch) -> None:
@@ -435,7 +439,7 @@ def test_sparse_child_is_a_warning(blobs: Blobs, store: LayoutStore) -> None:
     assert reach.missing == [dg(absent)]
     assert reach.certain  # missing is not unreadable: nothing it could reference is on disk for it
     assert len(graph.warnings) == 1 and absent["digest"] in graph.warnings[0]
-    assert set(reach.sizes) == all_under(blobs, present) | {dg(top), dg(absent)}
+    assert set(reach.reached) == all_under(blobs, present) | {dg(top), dg(absent)}
 
 
 def test_sparse_child_strict_is_an_error(blobs: Blobs, store: LayoutStore) -> None:
@@ -467,7 +471,7 @@ def test_cycle_through_corrupt_blobs_terminates(blobs: Blobs, store: LayoutStore
         {"mediaType": OCI_INDEX, "digest": a_digest, "size": 1},
         {"mediaType": OCI_INDEX, "digest": b_digest, "size": 1}]}).encode(), OCI_INDEX)
     reach = Graph(store).reach([d(a)])
-    assert set(reach.sizes) == {parse_digest(a_digest), parse_digest(b_digest)}
+    assert set(reach.reached) == {parse_digest(a_digest), parse_digest(b_digest)}
 
 
 def chain(blobs: Blobs, depth: int) -> dict[str, Any]:
@@ -483,7 +487,7 @@ def test_depth_cap_warns_and_keeps(blobs: Blobs, store: LayoutStore) -> None:
     reach = graph.reach([d(top)])
     assert not reach.certain  # what lies below the cap is unknown: keep everything
     assert any("deeper than 5" in w for w in graph.warnings)
-    assert len(reach.sizes) == 6
+    assert len(reach.reached) == 6
 
 
 def test_depth_cap_strict_is_an_error(blobs: Blobs, store: LayoutStore) -> None:
@@ -507,7 +511,7 @@ def test_wide_diamond_is_linear(blobs: Blobs, store: LayoutStore, monkeypatch) -
         top = blobs.index([top, top])
     graph = Graph(store)
     reach = graph.reach([d(top)])
-    assert len(reach.sizes) == 40 + 3
+    assert len(reach.reached) == 40 + 3
 
 
 # -- read each blob once -----------------------------------------------------------------

@@ -37,7 +37,7 @@ def blob_set(root: Path) -> set[str]:
 
 def reachable(root: Path) -> set[str]:
     layout = Layout.open(root)
-    return {str(d) for d in Graph(layout.store).reach(e.descriptor for e in layout.index.entries).sizes}
+    return {str(d) for d in Graph(layout.store).reach(e.descriptor for e in layout.index.entries).reached}
 
 
 def entry_names(root: Path) -> set[str | None]:
