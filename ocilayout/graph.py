@@ -21,7 +21,7 @@ import signal
 import threading
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping
 
 from .descriptor import Descriptor, parse_descriptor, platform_from_json
 from .digest import Digest, parse_digest
