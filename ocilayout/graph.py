@@ -248,7 +248,6 @@ class Graph:
         return Node(digest, promised, NodeState.UNREADABLE, problem=problem)
 
     def _from_document(self, digest: Digest, promised: Kind, document: dict[str, Any]) -> Node:
-        where = f"blob {digest}"
         children: list[Descriptor] = []
         config = None
         layers: list[Digest] = []
@@ -257,27 +256,18 @@ class Graph:
         blobs = document.get("blobs")
         has_manifests = type(manifests) is list
         has_image = "config" in document or type(raw_layers) is list
-        child = self._child
         if has_manifests:
-            for i, raw in enumerate(manifests):  # type: ignore[arg-type]
-                found = child(raw, where, "manifests", i)
-                if found is not None:
-                    children.append(found)
+            children.extend(self._children(digest, manifests, "manifests"))  # type: ignore[arg-type]
         if "config" in document:
-            config = child(document["config"], where, "config", -1)
+            config = self._child(document["config"], digest, "config", -1)
             if config is not None:
                 children.append(config)
         if type(raw_layers) is list:
-            for i, raw in enumerate(raw_layers):
-                found = child(raw, where, "layers", i)
-                if found is not None:
-                    children.append(found)
-                    layers.append(found.digest)
+            found = self._children(digest, raw_layers, "layers")
+            children.extend(found)
+            layers = [layer.digest for layer in found]
         if type(blobs) is list:
-            for i, raw in enumerate(blobs):
-                found = child(raw, where, "blobs", i)
-                if found is not None:
-                    children.append(found)
+            children.extend(self._children(digest, blobs, "blobs"))
         fs_layers = document.get("fsLayers")
         if type(fs_layers) is list:  # Docker schema1
             has_image = True
@@ -286,7 +276,7 @@ class Graph:
                 try:
                     children.append(Descriptor(None, parse_digest(blob_sum), -1))
                 except OcilayoutError:
-                    self.warn(f"{where} fsLayers[{i}]: invalid blobSum skipped")
+                    self.warn(f"blob {digest} fsLayers[{i}]: invalid blobSum skipped")
         if has_manifests:
             kind = Kind.INDEX
         elif has_image:
@@ -300,7 +290,7 @@ class Graph:
         subject = None
         raw_subject = document.get("subject")
         if isinstance(raw_subject, dict):
-            subject = child(raw_subject, where, "subject", -1)
+            subject = self._child(raw_subject, digest, "subject", -1)
         annotations = document.get("annotations")
         artifact_type = document.get("artifactType")
         return Node(
@@ -315,16 +305,25 @@ class Graph:
             artifact_type if isinstance(artifact_type, str) else None,
         )
 
-    def _child(self, raw: object, where: str, key: str, position: int) -> Descriptor | None:
+    def _children(self, digest: Digest, raws: list[Any], key: str) -> list[Descriptor]:
+        """The descriptors of a `manifests`, `layers` or `blobs` list (the hot loop of a walk)."""
+        try:
+            return [parse_descriptor(raw, "") for raw in raws]
+        except OcilayoutError:  # some item is malformed: go one by one, leniently
+            found = (self._child(raw, digest, key, i) for i, raw in enumerate(raws))
+            return [child for child in found if child is not None]
+
+    def _child(self, raw: object, digest: Digest, key: str, position: int) -> Descriptor | None:
         """A child descriptor, leniently: a valid digest is kept even if other fields are wrong."""
         try:
             return parse_descriptor(raw, "")
         except OcilayoutError as exc:
+            where = f"blob {digest}"
             place = f"{where} {key}" if position < 0 else f"{where} {key}[{position}]"
             problem = f"{place}{exc}"
             digest_text = raw.get("digest") if isinstance(raw, dict) else None
             try:
-                digest = parse_digest(digest_text)
+                child_digest = parse_digest(digest_text)
             except OcilayoutError:
                 self.warn(f"{problem}; skipped")
                 return None
@@ -332,7 +331,7 @@ class Graph:
             media_type = raw.get("mediaType") if isinstance(raw, dict) else None
             return Descriptor(
                 media_type if isinstance(media_type, str) else None,
-                digest,
+                child_digest,
                 -1,
                 platform_from_json(raw.get("platform")) if isinstance(raw, dict) else None,
             )
