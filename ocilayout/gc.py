@@ -234,10 +234,11 @@ def gc_shared(
 
 
 def _owning_layout(directory: Path) -> Path | None:
-    """The layout whose own `blobs/` `directory` is, if any (by real path)."""
+    """The layout whose own `blobs/` `directory` is, if any (by real path). Either file of a
+    layout beside it is enough: a half-written or damaged layout still owns its blobs."""
     real = Path(os.path.realpath(directory))
     parent = real.parent
-    if real.name == "blobs" and (parent / LAYOUT_FILE).exists() and (parent / INDEX_FILE).exists():
+    if real.name == "blobs" and ((parent / LAYOUT_FILE).exists() or (parent / INDEX_FILE).exists()):
         return parent
     return None
 

@@ -953,3 +953,14 @@ def test_cli_gc_shared_never_times_out_on_its_own_lock(shared_pair, shared_user,
     assert elapsed < 10
     assert "Traceback" not in result.stderr
     assert before <= blob_set(watched)  # nothing reachable lost (the orphans may go)
+
+
+@pytest.mark.parametrize("keep", ["oci-layout", "index.json"])
+def test_gc_shared_refuses_the_blobs_dir_of_a_half_written_layout(shared_pair, keep):
+    """Either layout file beside `blobs/` makes it a layout's own blob directory."""
+    pair = shared_pair()
+    (pair.b / ("index.json" if keep == "oci-layout" else "oci-layout")).unlink()
+    before = blob_set(pair.b / "blobs")
+    with pytest.raises(UsageError):
+        gc_shared(pair.b / "blobs", [pair.a], grace=0, lock_timeout=2)
+    assert blob_set(pair.b / "blobs") == before
