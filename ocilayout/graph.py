@@ -27,7 +27,7 @@ from .descriptor import Descriptor, parse_descriptor, platform_from_json
 from .digest import Digest, parse_digest
 from .errors import CorruptLayoutError, NotFoundError, OcilayoutError
 from .indexfile import loads_strict
-from .mediatypes import DOCKER_CONFIG, LEAF_TYPES, OCI_CONFIG, Kind, is_leaf_type, kind_of_media_type
+from .mediatypes import DOCKER_CONFIG, DOCKER_LAYER, LEAF_TYPES, OCI_CONFIG, Kind, is_leaf_type, kind_of_media_type
 from .storage import MAX_DOCUMENT_BYTES, LayoutStore
 
 MAX_DEPTH = 64
@@ -274,7 +274,8 @@ class Graph:
             for i, raw in enumerate(fs_layers):
                 blob_sum = raw.get("blobSum") if isinstance(raw, dict) else None
                 try:
-                    children.append(Descriptor(None, parse_digest(blob_sum), -1))
+                    # A schema1 layer has no descriptor; it is a gzipped layer tarball.
+                    children.append(Descriptor(DOCKER_LAYER, parse_digest(blob_sum), -1))
                 except OcilayoutError:
                     self.warn(f"blob {digest} fsLayers[{i}]: invalid blobSum skipped")
         if has_manifests:
@@ -463,6 +464,7 @@ def _walk_live(graph: Graph, roots: Iterable[Descriptor], allow_sparse: bool, ke
     result = LiveSet()
     seen = result.reached
     doubt = result.doubt
+    missing_seen: set[str] = set()
     LEAF, AGAIN, PARSED = Visit.LEAF, Visit.AGAIN, NodeState.PARSED
     for descriptor, _, depth, visit, node in graph.walk(roots, keep=keep):
         digest = descriptor.digest
@@ -474,20 +476,22 @@ def _walk_live(graph: Graph, roots: Iterable[Descriptor], allow_sparse: bool, ke
         if node is None:
             continue
         state = node.state
-        if state is NodeState.MISSING and depth == 0:  # every time: an entry is never excused
-            doubt.append(Doubt(digest, "absent-entry", "the entry's own manifest is in no blob directory"))
+        if state is NodeState.MISSING:
+            # Judged at every reference, by that reference's media type: which reference
+            # enters a missing blob first must not decide whether it is doubt.
+            if depth == 0:  # an entry is never excused
+                doubt.append(Doubt(digest, "absent-entry", "the entry's own manifest is in no blob directory"))
+            elif not is_leaf_type(descriptor.media_type) and digest not in missing_seen:
+                missing_seen.add(digest)
+                result.missing.append(digest)
+                if not allow_sparse:
+                    doubt.append(Doubt(digest, "missing", f"missing {descriptor.media_type or 'untyped'} blob"))
             continue
         if visit is AGAIN:
             continue
         if state is PARSED:
             if visit is Visit.DEEP:
                 doubt.append(Doubt(digest, "too-deep", f"nested deeper than {graph.max_depth} levels"))
-            continue
-        if state is NodeState.MISSING:
-            if not is_leaf_type(descriptor.media_type):
-                result.missing.append(digest)
-                if not allow_sparse:
-                    doubt.append(Doubt(digest, "missing", f"missing {descriptor.media_type or 'untyped'} blob"))
         elif state is NodeState.UNREADABLE:
             doubt.append(Doubt(digest, "unreadable", node.problem or ""))
     return result
@@ -519,15 +523,20 @@ def _live_set_forked(
     way, this process walks `second` itself, so the answer never depends on the child.
     """
     read_end, write_end = os.pipe()
+    # Signals wait until both processes are inside their guards: a Ctrl-C right after the fork
+    # must neither run the caller's code in the child nor leave the child unreaped.
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _GUARDED_SIGNALS)
     try:
         pid = os.fork()
     except OSError:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         os.close(read_end)
         os.close(write_end)
         return None
     if pid == 0:  # the child: never returns
         code = 1
         try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
             os.close(read_end)
             payload = _encode(_walk_live(graph, second, allow_sparse), graph.warnings)
             view = memoryview(payload)
@@ -536,19 +545,29 @@ def _live_set_forked(
             code = 0
         finally:
             os._exit(code)
-    os.close(write_end)
+    pipe = None
     try:
+        os.close(write_end)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         mine = _walk_live(graph, first, allow_sparse)
-        with os.fdopen(read_end, "rb") as pipe:
-            payload = pipe.read()
+        pipe = os.fdopen(read_end, "rb")
+        payload = pipe.read()
     except BaseException:
         _reap(pid, kill=True)
         raise
+    finally:
+        if pipe is not None:
+            pipe.close()
+        else:
+            os.close(read_end)
     theirs = _decode(payload, graph) if _reap(pid) == 0 else None
     if theirs is None:
         theirs = _walk_live(graph, second, allow_sparse)
     mine.update(theirs)
     return mine
+
+
+_GUARDED_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT}
 
 
 def _reap(pid: int, *, kill: bool = False) -> int:

@@ -262,8 +262,12 @@ class LayoutStore:
                 continue
             algorithm = alg_entry.name
             if algorithm not in ALGORITHMS:
-                with os.scandir(alg_path) as scanned:
-                    count = sum(1 for _ in scanned)
+                try:
+                    with os.scandir(alg_path) as scanned:
+                        count = sum(1 for _ in scanned)
+                except OSError as exc:
+                    result.strays.append(StrayFile(alg_path, f"unreadable directory ({exc.strerror or exc})"))
+                    continue
                 if count:
                     entries_word = "entry" if count == 1 else "entries"
                     result.strays.append(
@@ -293,11 +297,16 @@ class LayoutStore:
             digest = None
         is_file = entry.is_file(follow_symlinks=False)
         path = Path(entry.path)
-        if digest is not None and is_file:
-            result.blobs.append(_blob_file(entry, algorithm, digest))
-        elif digest is None and entry.name.startswith(TEMP_PREFIX) and is_file:
-            result.temp_files.append(_blob_file(entry, algorithm, None))
-        elif digest is None:
+        try:
+            if digest is not None and is_file:
+                result.blobs.append(_blob_file(entry, algorithm, digest))
+                return
+            if digest is None and entry.name.startswith(TEMP_PREFIX) and is_file:
+                result.temp_files.append(_blob_file(entry, algorithm, None))
+                return
+        except FileNotFoundError:
+            return  # removed since the listing (by another gc, or its writer): nothing to sort
+        if digest is None:
             kind = "" if is_file else f", {_kind_of(path)}"
             result.strays.append(StrayFile(path, f"name is not a valid {algorithm} digest{kind}"))
         else:

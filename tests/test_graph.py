@@ -591,3 +591,13 @@ def test_leaf_by_content_then_promised_a_manifest_is_a_new_verdict(
     # The order of the references does not matter.
     top = blobs.index([as_manifest, untyped])
     assert live_set(Graph(store), [d(top)]).certain is content.startswith(b"{")
+
+
+def test_missing_schema1_layer_is_a_leaf_not_doubt(blobs: Blobs, store: LayoutStore) -> None:
+    """Docker schema1 layers carry no descriptor; they are layers, so a missing one never blocks."""
+    present = blobs.layer(None)
+    absent = blobs.missing(None, "schema1-layer")
+    doc = {"schemaVersion": 1, "fsLayers": [{"blobSum": present["digest"]}, {"blobSum": absent["digest"]}]}
+    manifest = blobs.json(doc, "application/vnd.docker.distribution.manifest.v1+prettyjws")
+    live = live_set(Graph(store), [d(manifest)])
+    assert live.certain and {dg(present), dg(absent)} <= live.reached

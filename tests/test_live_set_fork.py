@@ -139,3 +139,24 @@ def test_rm_and_gc_with_the_fork_match_the_sequential_run(bench_layout, tmp_path
         results.append(sorted(p.name for p in (root / "blobs" / "sha256").iterdir()))
         monkeypatch.delenv(graph_module.NO_FORK_ENV, raising=False)
     assert results[0] == results[1]
+
+
+def test_a_failing_walk_here_leaks_no_descriptor_and_no_child(bench_layout, tmp_path, monkeypatch) -> None:
+    """Strict mode raises in this process's half: the pipe is closed and the child reaped."""
+    import shutil
+
+    from ocilayout.errors import CorruptLayoutError
+
+    root = tmp_path / "lay"
+    shutil.copytree(bench_layout, root)
+    index = json.loads(_entry_blob(root, 0).read_bytes())  # entry 0 is an index: first half
+    (root / "blobs" / "sha256" / index["manifests"][0]["digest"].split(":")[1]).unlink()
+    store, roots = _roots(root)
+    monkeypatch.setattr(graph_module, "PARALLEL_MIN_ROOTS", 2)
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(5):
+        with pytest.raises(CorruptLayoutError):
+            live_set(Graph(store, strict=True), roots)
+    assert len(os.listdir("/proc/self/fd")) == before
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)  # no child left behind

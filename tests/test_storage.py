@@ -340,3 +340,25 @@ def test_remove_blob_file_never_touches_shared(fs) -> None:
     assert store.remove_blob_file(store.local_path(d)) == 7
     assert not store.local_path(d).exists()
     assert (SHARED / "sha256" / d.encoded).exists()
+
+
+def test_inventory_skips_an_entry_removed_while_listing(tmp_path: Path, monkeypatch) -> None:
+    """Another gc (or the writer itself) may unlink a blob between the listing and its stat."""
+    (tmp_path / "blobs" / "sha256").mkdir(parents=True)
+    data = b"vanishing"
+    d = digest_of(data)
+    (tmp_path / "blobs" / "sha256" / d.encoded).write_bytes(data)
+    kept = digest_of(b"kept")
+    (tmp_path / "blobs" / "sha256" / kept.encoded).write_bytes(b"kept")
+    import ocilayout.storage as storage_module
+
+    real_blob_file = storage_module._blob_file
+
+    def vanish(entry, algorithm, digest):
+        if digest == d:
+            raise FileNotFoundError(2, "No such file or directory", entry.path)
+        return real_blob_file(entry, algorithm, digest)
+
+    monkeypatch.setattr(storage_module, "_blob_file", vanish)
+    inventory = LayoutStore(tmp_path).inventory()
+    assert [b.digest for b in inventory.blobs] == [kept] and inventory.strays == []
