@@ -27,7 +27,15 @@ from .descriptor import Descriptor, parse_descriptor, platform_from_json
 from .digest import Digest, parse_digest
 from .errors import CorruptLayoutError, NotFoundError, OcilayoutError
 from .indexfile import loads_strict
-from .mediatypes import DOCKER_CONFIG, DOCKER_LAYER, LEAF_TYPES, OCI_CONFIG, Kind, is_leaf_type, kind_of_media_type
+from .mediatypes import (
+    DOCKER_CONFIG,
+    DOCKER_LAYER,
+    LEAF_TYPES,
+    OCI_CONFIG,
+    Kind,
+    is_leaf_type,
+    kind_of_media_type,
+)
 from .storage import MAX_DOCUMENT_BYTES, LayoutStore
 
 MAX_DEPTH = 64

@@ -7,8 +7,10 @@ changes only what an operation means to change.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
+from json.decoder import scanstring  # type: ignore[attr-defined]
 from typing import Any, Iterable
 
 from .descriptor import Descriptor, parse_descriptor
@@ -44,6 +46,7 @@ class IndexFile:
     entries: tuple[Entry, ...]
     warnings: tuple[str, ...] = ()
     source: bytes = field(default=b"", repr=False, compare=False)  # the bytes parsed
+    exact: bool = True  # serialising the values gives back every value as written
 
     def names(self) -> dict[str, list[Entry]]:
         """Entries by ref name (a name may appear on several entries in the wild)."""
@@ -69,10 +72,21 @@ class IndexFile:
         return groups
 
     def serialise(self, raw_entries: Iterable[dict[str, Any]]) -> bytes:
-        """Bytes of this index with `manifests` replaced by `raw_entries`, all else kept."""
-        document = dict(self.document)
-        document["manifests"] = list(raw_entries)
-        return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+        """Bytes of this index with `manifests` replaced by `raw_entries`, all else kept.
+
+        Every value we did not change keeps its value (DESIGN 4): from the parsed values when
+        that is exact, else by splicing the original text — the text around `manifests` and
+        of every entry kept, and of an entry whose name changed all but its annotations.
+        """
+        entries = list(raw_entries)
+        if self.exact:
+            document = dict(self.document)
+            document["manifests"] = entries
+            return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+        return splice_manifests(self.source, self.entries, entries)
+
+
+_INEXACT = re.compile(rb"-0(?![0-9])|\\u[dD][89abcdefABCDEF]")
 
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -88,12 +102,26 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-_DECODER = json.JSONDecoder(object_pairs_hook=_reject_duplicates)
+def _finite(text: str) -> float:
+    value = float(text)
+    if value - value != 0.0:  # inf (NaN never gets here: its token is a constant)
+        raise CorruptLayoutError(f"number {text[:40]} is out of range (not finite)")
+    _floats_seen[0] += 1
+    return value
+
+
+def _reject_constant(name: str) -> Any:
+    raise CorruptLayoutError(f"{name} is not JSON")
+
+
+_floats_seen = [0]  # floats parsed so far: a document without any rewrites exactly from values
+_DECODER = json.JSONDecoder(object_pairs_hook=_reject_duplicates, parse_float=_finite, parse_constant=_reject_constant)
 
 
 def loads_strict(data: bytes, what: str) -> Any:
     """Parse JSON (UTF-8 only, as Go and the image-spec read it) with duplicate keys, invalid
-    UTF-8 and absurd nesting turned into CorruptLayoutError."""
+    UTF-8, `NaN`/`Infinity`, numbers out of float range and absurd nesting turned into
+    CorruptLayoutError."""
     try:
         # A UTF-8 byte-order mark is tolerated when reading (verify reports it), as before.
         return _DECODER.decode(data.decode("utf-8-sig" if data[:3] == b"\xef\xbb\xbf" else "utf-8"))
@@ -109,7 +137,11 @@ def loads_strict(data: bytes, what: str) -> Any:
 
 def parse_index(data: bytes, what: str = "index.json") -> IndexFile:
     """Parse and validate an `index.json` body."""
+    floats_before = _floats_seen[0]
     document = loads_strict(data, what)
+    # Values alone rewrite this text exactly unless it holds a float (its text may not survive
+    # a float), a `-0`, or an escaped surrogate (not encodable as UTF-8): then rewrites splice.
+    exact = _floats_seen[0] == floats_before and _INEXACT.search(data) is None
     if not isinstance(document, dict):
         raise CorruptLayoutError(f"{what}: top level must be a JSON object")
     version = document.get("schemaVersion")
@@ -133,12 +165,19 @@ def parse_index(data: bytes, what: str = "index.json") -> IndexFile:
             parse_descriptor(raw, f"{what}: manifests[{position}]")  # the same error, saying where
             raise
         entries.append(Entry(position, descriptor, raw))
-    return IndexFile(document, tuple(entries), tuple(warnings), bytes(data))
+    return IndexFile(document, tuple(entries), tuple(warnings), bytes(data), exact)
+
+
+class EditedEntry(dict):  # type: ignore[type-arg]
+    """An entry object changed from `origin` (an entry as read) in its annotations only."""
+
+    origin: dict[str, Any]
 
 
 def with_name(raw: dict[str, Any], name: str | None) -> dict[str, Any]:
     """A copy of an entry object with its ref name set, or removed when `name` is None."""
-    entry = dict(raw)
+    entry = EditedEntry(raw)
+    entry.origin = raw.origin if isinstance(raw, EditedEntry) else raw
     annotations = dict(entry.get("annotations") or {})
     if name is None:
         annotations.pop(REF_NAME, None)
@@ -149,6 +188,111 @@ def with_name(raw: dict[str, Any], name: str | None) -> dict[str, Any]:
     else:
         entry.pop("annotations", None)
     return entry
+
+
+# -- splicing the original text ------------------------------------------------------------
+
+def _skip(text: str, i: int) -> int:
+    """The index of the first character at or after `i` that is not JSON whitespace."""
+    while i < len(text) and text[i] in " \t\n\r":
+        i += 1
+    return i
+
+
+_SPAN_DECODER = json.JSONDecoder()  # spans only: the text was already parsed strictly
+
+
+def _members(text: str, start: int) -> tuple[list[tuple[str, int, int, int]], int]:
+    """The members of the object at `start`: (key, key start, value start, value end), and
+    the index of its closing brace."""
+    i = _skip(text, start + 1)
+    members: list[tuple[str, int, int, int]] = []
+    if text[i] == "}":
+        return members, i
+    while True:
+        key_start = i
+        key, i = scanstring(text, i + 1)
+        i = _skip(text, i)
+        i = _skip(text, i + 1)  # past ':'
+        value_start = i
+        _, i = _SPAN_DECODER.raw_decode(text, i)
+        members.append((key, key_start, value_start, i))
+        i = _skip(text, i)
+        if text[i] == "}":
+            return members, i
+        i = _skip(text, i + 1)  # past ','
+
+
+def _elements(text: str, start: int) -> tuple[list[tuple[int, int]], int]:
+    """The (start, end) of each element of the array at `start`, and its closing bracket."""
+    i = _skip(text, start + 1)
+    spans: list[tuple[int, int]] = []
+    if text[i] == "]":
+        return spans, i
+    while True:
+        _, end = _SPAN_DECODER.raw_decode(text, i)
+        spans.append((i, end))
+        i = _skip(text, end)
+        if text[i] == "]":
+            return spans, i
+        i = _skip(text, i + 1)
+
+
+def splice_manifests(source: bytes, originals: Iterable[Entry], entries: list[dict[str, Any]]) -> bytes:
+    """`source` with its `manifests` array made of `entries`: an entry read from `source` is
+    copied as written; one changed by `with_name` is its original text with a new
+    `annotations` value; anything else is serialised."""
+    text = source.decode("utf-8-sig" if source[:3] == b"\xef\xbb\xbf" else "utf-8")
+    start = _skip(text, 0)
+    members, _ = _members(text, start)
+    found = [(value_start, value_end) for key, _, value_start, value_end in members if key == "manifests"]
+    if not found or text[found[-1][0]] != "[":  # `"manifests": null`
+        array_start, array_end = (found[-1] if found else (None, None))
+        spans: list[tuple[int, int]] = []
+    else:
+        array_start = found[-1][0]
+        spans, closing = _elements(text, array_start)
+        array_end = closing + 1
+    by_identity = {id(e.raw): span for e, span in zip(originals, spans)}
+    parts = []
+    for entry in entries:
+        span = by_identity.get(id(entry))
+        if span is not None:
+            parts.append(text[span[0] : span[1]])
+        elif isinstance(entry, EditedEntry) and id(entry.origin) in by_identity:
+            parts.append(_with_annotations(text, by_identity[id(entry.origin)], entry.get("annotations")))
+        else:
+            parts.append(_dumps(entry))
+    array = "[" + ",".join(parts) + "]"
+    if array_start is None:  # no manifests member at all: cannot happen for a parsed index
+        raise CorruptLayoutError("index.json has no manifests list to rewrite")
+    return (text[:array_start] + array + text[array_end:]).encode("utf-8", "surrogatepass")
+
+
+def _with_annotations(text: str, span: tuple[int, int], annotations: Any) -> str:
+    """The entry object at `span` with its `annotations` member replaced, added or removed."""
+    members, closing = _members(text, span[0])
+    current = [m for m in members if m[0] == "annotations"]
+    if current:
+        _, key_start, value_start, value_end = current[-1]
+        if annotations is not None:
+            return text[span[0] : value_start] + _dumps(annotations) + text[value_end : span[1]]
+        # Remove the member and one comma beside it.
+        before = text[span[0] : key_start].rstrip(" \t\n\r")
+        after = text[value_end : span[1]].lstrip(" \t\n\r")
+        if after.startswith(","):
+            return before + after[1:]
+        return before.rstrip(",") + after
+    if annotations is None:
+        return text[span[0] : span[1]]
+    head = text[span[0] : closing].rstrip(" \t\n\r")
+    separator = "" if head.endswith("{") else ","
+    return head + separator + '"annotations":' + _dumps(annotations) + text[closing : span[1]]
+
+
+def _dumps(value: Any) -> str:
+    # ensure_ascii: an escaped lone surrogate stays an escape (valid JSON), never raw bytes.
+    return json.dumps(value, ensure_ascii=True, separators=(",", ":"))
 
 
 def _first_line(exc: Exception) -> str:

@@ -16,7 +16,12 @@ from typing import BinaryIO, Container, Iterable
 
 from .atomicwrite import TEMP_PREFIX, write_atomic
 from .digest import ALGORITHMS, Digest, parse_digest
-from .errors import CorruptLayoutError, InvalidDigestError, NotFoundError, OperationFailed
+from .errors import (
+    CorruptLayoutError,
+    InvalidDigestError,
+    NotFoundError,
+    OperationFailed,
+)
 from .indexfile import IndexFile, loads_strict, parse_index
 
 LAYOUT_FILE = "oci-layout"
