@@ -69,9 +69,16 @@ format_option = click.option(
     help="Output for people (table) or machines (json).",
 )
 quiet_option = click.option("-q", "--quiet", is_flag=True, help="Print only digests or names; no warnings.")
+def _finite_seconds(_ctx: click.Context, _param: click.Parameter, value: float) -> float:
+    if not (0 <= value < float("inf")):
+        raise click.BadParameter(f"{value!r} is not a finite number of seconds >= 0")
+    return value
+
+
 lock_option = click.option(
     "--lock-timeout",
     type=click.FloatRange(min=0),
+    callback=_finite_seconds,
     default=DEFAULT_LOCK_TIMEOUT,
     show_default=True,
     help="Seconds to wait for another ocilayout process to release the layout.",
@@ -113,8 +120,17 @@ def _fail(message: str, code: int) -> NoReturn:
         import traceback
 
         traceback.print_exc()
-    render.print_error(message)
+    render.print_error(message, code=code, as_json=_wants_json())
     sys.exit(code)
+
+
+def _wants_json() -> bool:
+    """Whether the command line asked for `--format json` (also when parsing it failed)."""
+    context = click.get_current_context(silent=True)
+    if context is not None and context.params.get("output_format") == "json":
+        return True
+    args = sys.argv[1:]
+    return "--format=json" in args or any(a == "--format" and b == "json" for a, b in zip(args, args[1:]))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -404,9 +420,9 @@ def main() -> None:
         if type(exc).__name__ == "NoArgsIsHelpError":  # bare `ocilayout`: the help, not a one-line blob of it
             exc.show()
             sys.exit(exc.exit_code)
-        render.print_error(exc.format_message())
+        render.print_error(exc.format_message(), code=exc.exit_code, as_json=_wants_json())
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
-        render.print_error("aborted")
+        render.print_error("interrupted", code=130, as_json=_wants_json())
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)

@@ -32,6 +32,9 @@ class ImageFacts:
     layers: tuple[Digest, ...]
 
 
+_HEX = re.compile(r"[0-9a-f]+")
+
+
 def parse_filters(specs: list[str]) -> dict[str, list[str]]:
     """Group `KEY=VALUE` strings by key, rejecting unknown keys up front."""
     grouped: dict[str, list[str]] = {}
@@ -41,6 +44,13 @@ def parse_filters(specs: list[str]) -> dict[str, list[str]]:
             raise UsageError(f"invalid filter {spec!r}: expected KEY=VALUE with KEY one of {', '.join(FILTER_KEYS)}")
         if key in ("dangling", "intermediate") and value not in ("true", "false"):
             raise UsageError(f"invalid filter {spec!r}: {key} takes true or false")
+        # An empty value selects everything (`id=`) or nothing, and is always a slip, e.g. an
+        # empty shell variable in a pipeline: refuse it before anything is deleted.
+        meaningful = value.split(":", 1)[1] if key == "id" and ":" in value else value
+        if not meaningful.strip():
+            raise UsageError(f"invalid filter {spec!r}: {key} needs a value")
+        if key == "id" and not _HEX.fullmatch(meaningful):
+            raise UsageError(f"invalid filter {spec!r}: id takes a hex digest prefix")
         grouped.setdefault(key, []).append(value)
     return grouped
 

@@ -206,6 +206,8 @@ def gc_shared(
     certainly uses it. Each layout is locked for the whole change; the layouts' own blobs/
     are not collected here (run `gc` on each for that).
     """
+    if isinstance(layouts, (str, bytes)):
+        raise TypeError(f"layouts must be a sequence of paths, not a single {type(layouts).__name__}")
     if not layouts:
         raise UsageError("gc of a shared blob directory needs the complete list of layouts that use it (--layout)")
     shared = Path(shared_dir)

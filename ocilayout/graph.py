@@ -544,6 +544,8 @@ def _live_set_forked(
     if pid == 0:  # the child: never returns
         code = 1
         try:
+            for signum in _GUARDED_SIGNALS:  # die quietly: the parent reports an interruption
+                signal.signal(signum, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
             os.close(read_end)
             payload = _encode(_walk_live(graph, second, allow_sparse), graph.warnings)

@@ -29,6 +29,14 @@ PathLike = str | os.PathLike[str]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _several(value: Any, what: str) -> list[Any]:
+    """A list from a parameter that takes several values; a bare string is refused before
+    anything changes (`delete("ab")` must not delete `a` and `b`)."""
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{what} must be a sequence of strings, not a single {type(value).__name__}: use [{value!r}]")
+    return list(value)
+
+
 def _command(method: F) -> F:
     """Run a command with Python's cyclic garbage collector paused.
 
@@ -168,6 +176,8 @@ class Layout:
         otherwise a missing one among what stays keeps every blob (it may live in a shared
         blob directory not named).
         """
+        references = _several(references, "references")
+        filters = _several(filters, "filters")
         parsed_filters = None
         if filters:
             from .filters import parse_filters
@@ -224,6 +234,7 @@ class Layout:
         """Remove names; content stays (as a dangling entry if it loses its last name)."""
         from .tagging import plan_untag, require_names_found
 
+        names = _several(names, "names")
         with self._transaction(lock_timeout, dry_run=dry_run) as txn:
             entries, report = plan_untag(txn.index, list(names))
             report.dry_run = dry_run
@@ -290,6 +301,7 @@ class Layout:
         """Collect a shared blob directory over the *complete* list of layouts that use it."""
         from .gc import gc_shared, parse_duration
 
+        layouts = _several(layouts, "layouts")
         return gc_shared(
             shared_blobs,
             layouts,

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from .errors import LockTimeoutError, OperationFailed
+from .errors import LockTimeoutError, OperationFailed, UsageError
 
 LOCK_FILE = ".ocilayout.lock"
 DEFAULT_LOCK_TIMEOUT = 30.0
@@ -23,6 +23,8 @@ def layout_lock(root: Path, timeout: float = DEFAULT_LOCK_TIMEOUT) -> Iterator[N
     The lock file is never deleted: unlinking it would let two processes lock two
     different files of the same name. The kernel drops the lock when a process dies.
     """
+    if not (0 <= timeout < float("inf")):  # NaN fails this too; NaN would wait forever
+        raise UsageError(f"invalid lock timeout {timeout!r}: must be a finite number of seconds >= 0")
     path = root / LOCK_FILE
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import click
 
+from .errors import CorruptLayoutError
+
 if TYPE_CHECKING:
     from .delete import RemovalReport
     from .gc import GcReport
@@ -36,8 +38,18 @@ def to_jsonable(value: Any) -> Any:
 
 
 def dumps(value: Any) -> str:
-    """Indented JSON, stable key order as produced."""
-    return json.dumps(to_jsonable(value), indent=2, ensure_ascii=False)
+    """Indented JSON, stable key order as produced; escaped ASCII when the text holds what
+    UTF-8 cannot encode (a lone surrogate read from an escape)."""
+    try:
+        plain = to_jsonable(value)
+        text = json.dumps(plain, indent=2, ensure_ascii=False)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = json.dumps(plain, indent=2, ensure_ascii=True)
+    except RecursionError:
+        raise CorruptLayoutError("a document is nested too deeply to print") from None
+    return text
 
 
 def human_size(size: int) -> str:
@@ -122,19 +134,42 @@ def printable(text: str) -> str:
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
+MAX_MESSAGE = 400
+
+
 def one_line(text: str) -> str:
-    """Whitespace (newlines included) folded: one message, one line."""
-    return " ".join(text.split()) if text else "unknown error"
+    """A message as one safe line: whitespace (newlines included) folded, control characters
+    and what UTF-8 cannot encode escaped (names and paths come from untrusted files), and
+    cut to MAX_MESSAGE characters."""
+    line = printable(" ".join(text.split())) if text else "unknown error"
+    return line if len(line) <= MAX_MESSAGE else line[: MAX_MESSAGE - 1] + "…"
 
 
-def print_error(message: str) -> None:
-    """One `error:` line on stderr."""
-    click.echo(f"error: {one_line(message)}", err=True)
+ERROR_KINDS = {
+    1: "failed",
+    2: "usage",
+    3: "not-found",
+    4: "conflict",
+    5: "corrupt",
+    6: "lock-timeout",
+    130: "interrupted",
+    143: "terminated",
+}
+
+
+def print_error(message: str, *, code: int | None = None, as_json: bool = False) -> None:
+    """One `error:` line on stderr; with `as_json`, also the error document on stdout:
+    `{"error": {"message": ..., "exit_code": N, "kind": ...}}`."""
+    line = one_line(message)
+    click.echo(f"error: {line}", err=True)
+    if as_json and code is not None:
+        kind = ERROR_KINDS.get(code, "failed")
+        click.echo(dumps({"error": {"message": line, "exit_code": code, "kind": kind}}))
 
 
 def print_note(message: str) -> None:
     """One `note:` line on stderr."""
-    click.echo(f"note: {message}", err=True)
+    click.echo(f"note: {one_line(message)}", err=True)
 
 
 def print_warnings(warnings: Sequence[str], quiet: bool) -> None:
@@ -142,7 +177,7 @@ def print_warnings(warnings: Sequence[str], quiet: bool) -> None:
     if quiet:
         return
     for warning in warnings:
-        click.echo(f"warning: {warning}", err=True)
+        click.echo(f"warning: {one_line(warning)}", err=True)
 
 
 def print_json(value: Any) -> None:
@@ -191,13 +226,23 @@ def print_untag(report: UntagReport, output_format: str) -> None:
         for name in report.untagged:
             click.echo(f"{'Would untag' if report.dry_run else 'Untagged'}: {name}")
     for name in report.not_found:
-        click.echo(f"error: no such name: {name}", err=True)
+        print_error(f"no such name: {name}")
 
 
 def print_removal(report: RemovalReport, output_format: str, quiet: bool) -> None:
-    """`rm`: per image what was untagged and deleted, then the total."""
+    """`rm`: per image what was untagged and deleted, then the total. A failure is also an
+    `error:` line on stderr and, in JSON, an `error` member beside the report."""
     if output_format == "json":
-        click.echo(dumps(report))
+        document = to_jsonable(report)
+        code = report.exit_code
+        if code:
+            messages = [f.message for f in report.failures] + [m for i in report.images for m in i.errors]
+            for message in dict.fromkeys(messages):
+                click.echo(f"error: {one_line(message)}", err=True)
+            first = one_line(messages[0]) if messages else "some work failed"
+            error = {"message": first, "exit_code": code, "kind": ERROR_KINDS.get(code, "failed")}
+            document = {"error": error} | document
+        click.echo(dumps(document))
         return
     print_warnings(report.warnings, quiet)
     would = "Would " if report.dry_run else ""
@@ -215,13 +260,13 @@ def print_removal(report: RemovalReport, output_format: str, quiet: bool) -> Non
                 f" ({image.blobs_deleted} blobs, {human_size(image.bytes_freed)})"
             )
     for failure in report.failures:
-        click.echo(f"error: {failure.reference}: {one_line(failure.message)}", err=True)
+        print_error(f"{failure.reference}: {failure.message}")
     shown = {failure.message for failure in report.failures}
     for image in report.images:  # e.g. a blob that could not be deleted (read-only file system)
         for message in image.errors:
             if message not in shown:
                 click.echo(f"error: {one_line(message)}", err=True)
-    if not quiet and report.images:
+    if not quiet and any(image.deleted for image in report.images):
         verb = "Would reclaim" if report.dry_run else "Total reclaimed space"
         click.echo(f"{verb}: {human_size(report.bytes_freed)} in {report.blobs_deleted} blobs")
 
@@ -258,11 +303,20 @@ def print_gc(report: GcReport, output_format: str, quiet: bool) -> None:
 def print_verify(report: VerifyReport, output_format: str, quiet: bool) -> None:
     """`verify`: one line per problem (or JSON), warnings, and a summary on stderr."""
     if output_format == "json":
-        click.echo(dumps(report.problems))
+        counts = {
+            "reachable": report.reachable,
+            "blobs_checked": report.blobs_checked,
+            "bytes_hashed": report.bytes_hashed,
+            "problems": len(report.problems),
+            "unreachable": len(report.unreachable),
+            "strays": len(report.strays),
+        }
+        document = {"ok": report.ok, "problems": report.problems, "counts": counts, "warnings": report.warnings}
+        click.echo(dumps(document))
     else:
         for problem in report.problems:
             click.echo(str(problem))
-    print_warnings(report.warnings, quiet)
+    print_warnings(report.warnings, quiet or output_format == "json")
     if not quiet:
         state = "ok" if report.ok else f"{len(report.problems)} problem{'s' if len(report.problems) != 1 else ''}"
         click.echo(

@@ -77,7 +77,11 @@ def test_broken_fixture_subprocess(fixture_layout, name: str) -> None:
     proc = run_cli_process("ls", root, "--format", "json")
     assert proc.returncode == BROKEN[name][0]
     assert BROKEN[name][1] in one_error(proc.stderr)
-    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    assert "Traceback" not in proc.stderr
+    # Machines get the error as a JSON document on stdout (README "Errors for machines").
+    error = json.loads(proc.stdout)["error"]
+    assert error["exit_code"] == proc.returncode and BROKEN[name][1] in error["message"]
+    assert error["kind"] == {3: "not-found", 5: "corrupt"}.get(proc.returncode, error["kind"])
 
 
 def test_missing_blob_lists_with_warning(fixture_layout) -> None:

@@ -70,7 +70,10 @@ def check(proc: subprocess.CompletedProcess[str], path: Path) -> None:
     errors = [line for line in proc.stderr.splitlines() if not line.startswith("warning: ")]
     assert len(errors) == 1 and errors[0].startswith("error: "), proc.stderr
     assert str(path) in errors[0], "the error names the file at fault"
-    assert proc.stdout == ""
+    if "--format" in proc.args and "json" in proc.args:
+        assert json.loads(proc.stdout)["error"]["exit_code"] == 5  # the error document
+    else:
+        assert proc.stdout == ""
 
 
 @pytest.mark.parametrize("path", LAYOUTS, ids=IDS)

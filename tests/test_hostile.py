@@ -153,6 +153,16 @@ class Case:
     check: Callable[[Env], None] | None = None  # extra assertions at the end
 
 
+def _check_strict_json(env: Env) -> None:
+    """index.json parses with a strict parser (no NaN/Infinity, valid UTF-8) after any command."""
+    from decimal import Decimal
+
+    def refuse(name: str) -> Any:
+        raise AssertionError(f"{name} written to index.json")
+
+    json.loads((env.root / "index.json").read_bytes().decode("utf-8"), parse_float=Decimal, parse_constant=refuse)
+
+
 def _digest(value: Any) -> Callable[[Env], None]:
     return lambda env: env.set_entry(0, digest=value)
 
@@ -395,6 +405,18 @@ CASES: list[Case] = [
     Case("index-utf8-bom", _raw_index('\ufeff{"schemaVersion": 2, "manifests": [{"digest": "{M}", "size": {S},'
                                       ' "annotations": {"' + REF_NAME + '": "latest"}}]}'),
          {**READ_OK, "verify": 1}, index_may_change=True),
+    # -- numbers and strings that must survive a rewrite, or be refused (issue 10) --
+    Case("index-nan-token", _raw_index('{"schemaVersion": 2, "x": NaN, "manifests": [{"digest": "{M}", "size": {S}}]}'),
+         {"verify": 1}),
+    Case("index-infinity-token", _raw_index(
+        '{"schemaVersion": 2, "manifests": [{"digest": "{M}", "size": {S}, "x": -Infinity}]}'), {"verify": 1}),
+    Case("index-number-overflows-float", _raw_index(
+        '{"schemaVersion": 2, "x": 1e309, "manifests": [{"digest": "{M}", "size": {S}}]}'), {"verify": 1}),
+    Case("index-lone-surrogate-and-odd-numbers", _raw_index(
+        '{"schemaVersion": 2, "x": ["\\ud800", -0.0, 1E5, 123456789012345678901234567890, 0.10000000000000000555],'
+        ' "manifests": [{"digest": "{M}", "size": {S}, "y": "\\udfff", "z": 2.50,'
+        ' "annotations": {"' + REF_NAME + '": "latest"}}]}'),
+         {**READ_OK, "verify": {0, 1}}, index_may_change=True, check=lambda env: _check_strict_json(env)),
     Case("index-duplicate-top-level-key", _raw_index(
         '{"schemaVersion": 2, "manifests": [], "manifests": [{"digest": "{M}", "size": {S}}]}'), {"verify": 1}),
     Case("index-duplicate-key-in-entry", _raw_index(

@@ -68,7 +68,7 @@ def _write(directory: Path, data: bytes) -> dict:
 
 def build(root: Path, shared: Path, spec) -> tuple[dict[str, list[tuple[str | None, str]]], list[tuple[str, str, str]]]:
     docs, entries, _, _, _ = spec
-    (root / "blobs").mkdir(parents=True)
+    (root / "blobs" / "sha256").mkdir(parents=True)
     (root / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
     made: list[dict] = []
     edges: dict[str, list[tuple[str | None, str]]] = {}

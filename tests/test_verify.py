@@ -470,9 +470,12 @@ def test_cli_json_and_fsck_alias(fixture_layout):
     root = fixture_layout("broken/missing-blob")
     result = invoke("verify", "--format", "json", root)
     assert result.exit_code == 1
-    assert json.loads(result.stdout) == [
+    document = json.loads(result.stdout)
+    assert document["problems"] == [
         {"kind": "missing", "subject": HELLO_LAYER, "message": verify_layout(root).problems[0].message}
     ]
+    assert document["ok"] is False and document["counts"]["problems"] == 1
+    assert document["counts"]["reachable"] == verify_layout(root).reachable
     fsck = invoke("fsck", "--format", "json", root)
     assert fsck.exit_code == 1 and fsck.stdout == result.stdout
     assert invoke("fsck", "--allow-sparse", root).exit_code == 0
@@ -515,8 +518,9 @@ def test_verify_over_the_conformance_corpus(shared_dir, tmp_path):
         shutil.copytree(source, dest, symlinks=True)
         result = invoke("verify", "--format", "json", dest)
         assert result.exit_code in (0, 1), (source, result.stderr)
-        problems = json.loads(result.stdout)
-        assert (result.exit_code == 0) == (problems == []), source
+        document = json.loads(result.stdout)
+        problems = document["problems"]
+        assert (result.exit_code == 0) == (problems == []) == document["ok"], source
         results[str(source.relative_to(corpus))] = problems
     # a few known facts of the corpus (see its SOURCES.md)
     if "containers-image/delete_image_only_one_image" in results:

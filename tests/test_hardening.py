@@ -1,0 +1,188 @@
+"""Bad input gets one clear line and its exit code; machines get JSON errors; nothing outside
+what the user asked changes (issue 10)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import cli_command
+
+from ocilayout import Layout, UsageError
+from ocilayout.cli import cli
+from ocilayout.lock import layout_lock
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    """Every file's bytes (the lock file, which any change creates, left out)."""
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != ".ocilayout.lock"
+    }
+
+
+def invoke(*args: object):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
+# -- messages -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "reference", ["x" * 100_000, "app\nerror: forged line", "tab\there\x1b[31mred", "\udfffsurrogate"]
+)
+def test_a_hostile_reference_is_one_short_line(fixture_layout, reference) -> None:
+    root = fixture_layout("multi")
+    before = snapshot(root)
+    result = invoke("rm", root, reference)
+    assert result.exit_code == 3
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    assert len(lines[0]) <= 420 and "\x1b" not in lines[0]
+    assert snapshot(root) == before
+
+
+# -- options and filters --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_lock_timeout_must_be_finite(fixture_layout, value) -> None:
+    root = fixture_layout("multi")
+    proc = subprocess.run(cli_command("rm", root, "app1", "--lock-timeout", value), capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and error_lines(proc.stderr), proc.stderr
+    with pytest.raises(UsageError):
+        Layout.open(root).delete(["app1"], lock_timeout=float(value))
+    assert "app1" in {r.name for r in Layout.open(root).list().rows}
+
+
+@pytest.mark.parametrize("spec", ["id=", "id=sha256:", "id= ", "reference=", "label=", "before=", "id=zz"])
+def test_a_filter_value_that_can_only_be_a_slip_is_refused(fixture_layout, spec) -> None:
+    root = fixture_layout("multi")
+    before = snapshot(root)
+    result = invoke("rm", root, "--filter", spec)
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    assert snapshot(root) == before
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda layout: layout.delete("ab"),
+        lambda layout: layout.delete(["app1"], filters="id=1234"),
+        lambda layout: layout.untag("re"),
+        lambda layout: Layout.gc_shared(layout.path / "blobs", str(layout.path)),
+    ],
+    ids=["delete", "filters", "untag", "gc_shared"],
+)
+def test_library_refuses_a_bare_string_for_several_values(fixture_layout, call) -> None:
+    root = fixture_layout("multi")
+    before = snapshot(root)
+    with pytest.raises(TypeError, match="sequence"):
+        call(Layout.open(root))
+    assert snapshot(root) == before
+
+
+# -- machines ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args, code, kind",
+    [
+        (["rm", "{root}", "nope", "--format", "json"], 3, "not-found"),
+        (["inspect", "{root}", "nope", "--format", "json"], 3, "not-found"),
+        (["ls", "{root}/missing", "--format", "json"], 3, "not-found"),
+        (["rm", "{root}", "--filter", "id=", "--format", "json"], 2, "usage"),
+        (["gc", "{root}", "--grace", "soon", "--format=json"], 2, "usage"),
+        (["rm", "{root}", "sha256:{digest}", "--format", "json"], 4, "conflict"),
+    ],
+)
+def test_json_format_failures_print_an_error_document(fixture_layout, args, code, kind) -> None:
+    root = fixture_layout("three-names")
+    digest = Layout.open(root).list().rows[0].digest.split(":")[1]
+    argv = [a.format(root=root, digest=digest) for a in args]
+    proc = subprocess.run(cli_command(*argv), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == code, proc.stderr
+    error = json.loads(proc.stdout)["error"]  # rm: beside its report, which lists the failures
+    assert error["exit_code"] == code and error["kind"] == kind and error["message"]
+    assert "Traceback" not in proc.stderr and len(error_lines(proc.stderr)) == 1
+
+
+def test_a_conflict_prints_no_reclaimed_line(fixture_layout) -> None:
+    root = fixture_layout("three-names")
+    digest = Layout.open(root).list().rows[0].digest
+    result = invoke("rm", root, digest)
+    assert result.exit_code == 4
+    assert "reclaim" not in result.stdout.lower() and "reclaim" not in result.stderr.lower()
+
+
+def test_verify_json_is_an_object_with_a_summary(fixture_layout) -> None:
+    result = invoke("verify", fixture_layout("multi"), "--format", "json")
+    document = json.loads(result.stdout)
+    assert result.exit_code == 0 and document["ok"] is True and document["problems"] == []
+    assert document["counts"]["reachable"] == document["counts"]["blobs_checked"] > 0
+
+
+# -- depth ------------------------------------------------------------------------------------------
+
+
+def test_inspect_of_a_very_deep_manifest_is_no_traceback(fixture_layout, generate_module) -> None:
+    root = fixture_layout("single")
+    index = json.loads((root / "index.json").read_bytes())
+    entry = index["manifests"][0]
+    path = root / "blobs" / "sha256" / entry["digest"].split(":")[1]
+    manifest = json.loads(path.read_bytes())
+    deep: object = "bottom"
+    for _ in range(600):
+        deep = {"d": deep}
+    manifest["annotations"] = {"x": "y"}
+    text = json.dumps(manifest)[:-1] + ', "x-deep": ' + json.dumps(deep) + "}"
+    import hashlib
+
+    data = text.encode()
+    digest = hashlib.sha256(data).hexdigest()
+    (root / "blobs" / "sha256" / digest).write_bytes(data)
+    entry.update(digest=f"sha256:{digest}", size=len(data))
+    (root / "index.json").write_text(json.dumps(index))
+    proc = subprocess.run(cli_command("inspect", root), capture_output=True, text=True, timeout=60)
+    assert "Traceback" not in proc.stderr and "RecursionError" not in proc.stderr
+    assert proc.returncode in (0, 5), proc.stderr
+    if proc.returncode:
+        assert len(proc.stderr.splitlines()) == 1 and proc.stderr.startswith("error: ")
+
+
+# -- signals ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "signum, code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")]
+)
+@pytest.mark.parametrize("delay", [0.05, 0.3])
+def test_a_signal_at_any_moment_is_one_line_and_its_exit_code(fixture_layout, signum, code, word, delay) -> None:
+    """While starting up (0.05 s: imports) or waiting for the lock, nothing half-written."""
+    root = fixture_layout("multi")
+    before = snapshot(root)
+    with layout_lock(root, 1):
+        proc = subprocess.Popen(
+            cli_command("rm", root, "app1", "--lock-timeout", "30"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        )
+        time.sleep(delay)
+        proc.send_signal(signum)
+        stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == code, (proc.returncode, stderr)
+    assert stderr == f"error: {word}\n", stderr
+    assert snapshot(root) == before
