@@ -202,6 +202,10 @@ def tree_command(layout: Path, reference: str | None, output_format: str, quiet:
 @click.option("-f", "--force", is_flag=True, help="Delete by digest even when the image has several names.")
 @click.option("--prune", is_flag=True, help="Also delete dangling parents (layer-prefix) of deleted images.")
 @click.option("--keep-referrers", is_flag=True, help="Do not delete dangling referrers (signatures, SBOMs).")
+@click.option(
+    "-a", "--all", "remove_all", is_flag=True, help="Remove every image, with all its names (no --force needed)."
+)
+@click.option("-i", "--ignore", "ignore_missing", is_flag=True, help="A reference that matches nothing is no error.")
 @allow_sparse_option
 @dry_run_option
 @lock_option
@@ -216,6 +220,8 @@ def rm_command(
     force: bool,
     prune: bool,
     keep_referrers: bool,
+    remove_all: bool,
+    ignore_missing: bool,
     allow_sparse: bool,
     dry_run: bool,
     lock_timeout: float,
@@ -229,8 +235,8 @@ def rm_command(
     names is a conflict (exit 4) unless --force. Blobs in a --shared-blobs
     directory are never deleted.
     """
-    if not references and not filters:
-        raise click.UsageError("name at least one reference or --filter")
+    if not references and not filters and not remove_all:
+        raise click.UsageError("name at least one reference, --filter or --all")
     report = _open(layout).delete(
         references,
         filters=filters,
@@ -238,6 +244,8 @@ def rm_command(
         prune=prune,
         keep_referrers=keep_referrers,
         allow_sparse=allow_sparse,
+        remove_all=remove_all,
+        ignore_missing=ignore_missing,
         dry_run=dry_run,
         lock_timeout=lock_timeout,
     )

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from .digest import Digest
-from .errors import ConflictError, OcilayoutError
+from .errors import ConflictError, NotFoundError, OcilayoutError
 from .graph import Graph, live_set
 from .indexfile import Entry, IndexFile
+from .mediatypes import Kind
 from .resolve import Resolved, resolve
 from .storage import LayoutStore
 
@@ -99,15 +100,30 @@ def plan_removal(
     prune: bool = False,
     keep_referrers: bool = False,
     allow_sparse: bool = False,
+    remove_all: bool = False,
+    ignore_missing: bool = False,
 ) -> RemovalPlan:
-    """Decide a whole batch against one index: one rewrite and one blob pass follow."""
+    """Decide a whole batch against one index: one rewrite and one blob pass follow.
+
+    `remove_all` (podman's `rm --all`) takes every image with all its names, no conflict;
+    `ignore_missing` (`--ignore`) makes a reference that matches nothing no failure.
+    """
     report = RemovalReport(warnings=list(index.warnings))
     groups = index.by_digest()
     requests: dict[Digest, _Request] = {}
+    if remove_all:
+        force = True
+        for digest in groups:
+            requests[digest] = _Request(digest, by_id=True)
 
     for reference in references:
         try:
             resolved = resolve(index, reference)
+        except NotFoundError as exc:
+            if not ignore_missing:
+                message = str(exc) + child_hint(index, graph, reference)
+                report.failures.append(ReferenceFailure(reference, message, exc.exit_code))
+            continue
         except OcilayoutError as exc:
             report.failures.append(ReferenceFailure(reference, str(exc), exc.exit_code))
             continue
@@ -155,6 +171,27 @@ def plan_removal(
     doomed, owners = _doomed_blobs(store, index, graph, removed_entries, report, allow_sparse)
     report.warnings.extend(w for w in graph.warnings if w not in report.warnings)
     return RemovalPlan(new_entries, doomed, owners, report)
+
+
+def child_hint(index: IndexFile, graph: Graph, reference: str) -> str:
+    """When `reference` is (a prefix of) a manifest inside an index entry rather than an entry:
+    which index, and how to reach it (`--platform`). Looked for only after a miss."""
+    text = reference.split(":", 1)[1] if ":" in reference else reference
+    if len(text) < 4 or any(c not in "0123456789abcdef" for c in text):
+        return ""
+    for digest, entries in index.by_digest().items():
+        node = graph.node(entries[0].descriptor)
+        if node.kind is not Kind.INDEX:
+            continue
+        for child in node.children:
+            if child.digest.encoded.startswith(text):
+                name = entries[0].name or str(digest)
+                platform = str(child.platform) if child.platform else "OS/ARCH"
+                return (
+                    f"; it is the {platform} manifest inside the index {name} ({digest}), not an entry: "
+                    f"name the index, with --platform {platform} where a command takes one"
+                )
+    return ""
 
 
 def _add(request: _Request, resolved: Resolved) -> None:

@@ -167,11 +167,15 @@ class Layout:
         prune: bool = False,
         keep_referrers: bool = False,
         allow_sparse: bool = False,
+        remove_all: bool = False,
+        ignore_missing: bool = False,
         dry_run: bool = False,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     ) -> RemovalReport:
         """Remove images by reference and/or filter; one index rewrite, one blob pass.
 
+        `remove_all` removes every image (all names; podman's `rm --all`); `ignore_missing`
+        makes references that match nothing no failure (`--ignore`).
         `allow_sparse` declares missing manifests below the entries absent on purpose;
         otherwise a missing one among what stays keeps every blob (it may live in a shared
         blob directory not named).
@@ -194,6 +198,8 @@ class Layout:
                 prune=prune,
                 keep_referrers=keep_referrers,
                 allow_sparse=allow_sparse,
+                remove_all=remove_all,
+                ignore_missing=ignore_missing,
             )
             result = txn.commit(plan.new_entries, [(d, self.store.local_path(d)) for d in plan.doomed])
         report = finish_report(plan, result.freed, result.errors, dry_run=dry_run)

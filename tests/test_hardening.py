@@ -186,3 +186,54 @@ def test_a_signal_at_any_moment_is_one_line_and_its_exit_code(fixture_layout, si
     assert proc.returncode == code, (proc.returncode, stderr)
     assert stderr == f"error: {word}\n", stderr
     assert snapshot(root) == before
+
+
+# -- podman parity (issue 11): rm --all, --ignore, a child digest ----------------------------------
+
+
+def _blob_files(root: Path) -> set[str]:
+    return {p.name for p in (root / "blobs" / "sha256").iterdir()}
+
+
+def test_rm_all_removes_every_image_and_every_blob_they_used(fixture_layout) -> None:
+    root = fixture_layout("three-names")  # one image under several names: no --force needed
+    other = fixture_layout("multi")
+    for layout_root in (root, other):
+        result = invoke("rm", layout_root, "--all")
+        assert result.exit_code == 0, result.stderr
+        assert json.loads((layout_root / "index.json").read_bytes())["manifests"] == []
+        assert _blob_files(layout_root) == set(), "every blob was used by some image"
+
+
+def test_rm_all_dry_run_changes_nothing(fixture_layout) -> None:
+    root = fixture_layout("multi")
+    before = snapshot(root)
+    report = Layout.open(root).delete(remove_all=True, dry_run=True)
+    assert report.images and all(i.deleted for i in report.images)
+    assert snapshot(root) == before
+
+
+def test_rm_ignore_makes_unknown_references_no_error(fixture_layout) -> None:
+    root = fixture_layout("multi")
+    result = invoke("rm", root, "nope", "app2", "--ignore")
+    assert result.exit_code == 0, result.stderr
+    assert "app2" not in {r.name for r in Layout.open(root).list().rows}
+    assert invoke("rm", root, "nope", "--ignore").exit_code == 0
+    assert invoke("rm", root, "nope").exit_code == 3
+    # --ignore covers only "not found": other failures still count (a conflict here)
+    named = fixture_layout("three-names")
+    assert invoke("rm", named, "--ignore", Layout.open(named).list().rows[0].digest).exit_code == 4
+
+
+def test_rm_of_a_manifest_inside_an_index_names_the_index_and_platform(fixture_layout) -> None:
+    root = fixture_layout("multiarch")
+    before = snapshot(root)
+    tree = Layout.open(root).tree()
+    index = tree.roots[0]
+    child = index.children[0]
+    for reference in (child.digest, child.digest.split(":")[1][:12]):
+        result = invoke("rm", root, reference)
+        assert result.exit_code == 3
+        [line] = error_lines(result.stderr)
+        assert index.digest in line and "--platform" in line and child.platform in line, line
+    assert snapshot(root) == before
