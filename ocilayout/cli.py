@@ -288,6 +288,57 @@ def untag_command(layout: Path, names: tuple[str, ...], dry_run: bool, lock_time
         sys.exit(3 if not report.untagged else 1)
 
 
+@cli.command("prune")
+@layout_argument
+@click.option("--keep-last", type=click.IntRange(min=0), metavar="N", help="Keep the N newest images per repository.")
+@click.option("--keep-within", metavar="DURATION", help="Also keep every image created within this (36h, 7d, 2w).")
+@click.option("--reference", "references", multiple=True, metavar="GLOB", help="Apply the policy to these names only.")
+@click.option("--keep", "keep", multiple=True, metavar="GLOB", help="Never remove these names.")
+@click.option("--dangling", is_flag=True, help="Also remove unnamed entries older than --keep-within (all without it).")
+@allow_sparse_option
+@dry_run_option
+@lock_option
+@format_option
+@quiet_option
+@common_options
+@handle_errors
+def prune_command(
+    layout: Path,
+    keep_last: int | None,
+    keep_within: str | None,
+    references: tuple[str, ...],
+    keep: tuple[str, ...],
+    dangling: bool,
+    allow_sparse: bool,
+    dry_run: bool,
+    lock_timeout: float,
+    output_format: str,
+    quiet: bool,
+) -> None:
+    """Retention: per repository keep the newest images, remove the other names.
+
+    The repository of a name is the text before its last ':' (when that ':' comes
+    after the last '/'): app:1 -> app, reg:5000/app:v2 -> reg:5000/app. Age comes
+    from org.opencontainers.image.created (manifest or entry), else the config's
+    created; undated images are kept. Names go with rm's rules: an image that keeps
+    another name is only untagged; one left without names is deleted with the blobs
+    nothing else uses. One index.json rewrite.
+    """
+    report = _open(layout).prune(
+        keep_last=keep_last,
+        keep_within=keep_within,
+        references=references,
+        keep=keep,
+        dangling=dangling,
+        allow_sparse=allow_sparse,
+        dry_run=dry_run,
+        lock_timeout=lock_timeout,
+    )
+    render.print_prune(report, output_format, quiet)
+    if report.exit_code:
+        sys.exit(report.exit_code)
+
+
 # -- gc and verify --------------------------------------------------------------------------
 
 

@@ -20,8 +20,11 @@ from .storage import LayoutStore, open_store
 from .transaction import Transaction, transaction
 
 if TYPE_CHECKING:  # each command imports only what it uses (start-up time is per command)
+    from datetime import datetime, timedelta
+
     from .gc import GcReport
     from .listing import ImageRow, InspectReport, TreeNode
+    from .prune import PruneReport
     from .tagging import TagReport, UntagReport
     from .verify import ProgressCallback, VerifyReport
 
@@ -249,6 +252,43 @@ class Layout:
                 txn.commit(entries)
         self.reload()
         return report
+
+    @_command
+    def prune(
+        self,
+        *,
+        keep_last: int | None = None,
+        keep_within: str | timedelta | None = None,
+        references: Sequence[str] = (),
+        keep: Sequence[str] = (),
+        dangling: bool = False,
+        allow_sparse: bool = False,
+        dry_run: bool = False,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        now: datetime | None = None,
+    ) -> PruneReport:
+        """Retention: per repository keep the `keep_last` newest images and all created within
+        `keep_within` (`36h`, `7d`, `2w`); remove the other names of the policy with `rm`'s
+        rules, in one transaction. `references` globs choose the names the policy applies to,
+        `keep` globs protect names; undated images are kept. `dangling` also removes unnamed
+        entries older than `keep_within` (all of them without it)."""
+        from .prune import Policy, choose, fill, now_utc, parse_age
+
+        within = parse_age(keep_within) if isinstance(keep_within, str) else keep_within
+        policy = Policy(
+            keep_last, within, tuple(_several(references, "references")), tuple(_several(keep, "keep")), dangling
+        )
+        with self._transaction(lock_timeout, dry_run=dry_run, allow_sparse=allow_sparse) as txn:
+            choice = choose(txn.index, txn.graph, policy, now or now_utc())
+            targets = choice.names + [str(d) for d in choice.dangling]
+            if not targets:
+                self.reload()
+                return fill(choice.report, RemovalReport(dry_run=dry_run))
+            plan = plan_removal(txn.store, txn.index, txn.graph, targets, allow_sparse=allow_sparse)
+            result = txn.commit(plan.new_entries, [(d, self.store.local_path(d)) for d in plan.doomed])
+        removal = finish_report(plan, result.freed, result.errors, dry_run=dry_run)
+        self.reload()
+        return fill(choice.report, removal)
 
     def _transaction(
         self, lock_timeout: float, *, dry_run: bool, allow_sparse: bool = False

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from .gc import GcReport
     from .layout import Listing, Tree
     from .listing import ImageRow, TreeNode
+    from .prune import PruneReport
     from .tagging import TagReport, UntagReport
     from .verify import VerifyReport
 
@@ -324,3 +325,27 @@ def print_verify(report: VerifyReport, output_format: str, quiet: bool) -> None:
             f"{human_size(report.bytes_hashed)} hashed in {report.seconds:.1f}s",
             err=True,
         )
+
+
+def print_prune(report: PruneReport, output_format: str, quiet: bool) -> None:
+    """`prune`: per repository the names kept and removed (with their dates), then what the
+    removal did, as `rm` prints it."""
+    if output_format == "json":
+        document = to_jsonable(report)
+        document["bytes_freed"] = report.bytes_freed
+        click.echo(dumps(document))
+        return
+    if not quiet:
+        would = "would remove" if report.dry_run else "removed"
+        for repo in report.repositories:
+            click.echo(
+                printable(f"{repo.repository}: kept {len(repo.kept)}, {would} {len(repo.removed)}")
+                + (f" ({repo.images_deleted} images, {human_size(repo.bytes_freed)})" if repo.images_deleted else "")
+            )
+            for item in repo.removed:
+                click.echo(printable(f"  - {item.name} ({item.created or 'undated'})"))
+        for item in report.dangling_removed:
+            click.echo(f"<none>: {would} {item.digest} ({item.created})")
+        if report.undated:
+            print_warnings([f"kept {len(report.undated)} undated names or images: no created time is known"], quiet)
+    print_removal(report.removal, "table", quiet)
