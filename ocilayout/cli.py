@@ -438,6 +438,43 @@ def gc_command(
         sys.exit(report.exit_code)
 
 
+@cli.command("du")
+@layout_argument
+@click.argument("references", nargs=-1)
+@click.option(
+    "--sort",
+    type=click.Choice(["size", "exclusive", "shared", "name", "created"]),
+    default="size",
+    show_default=True,
+    help="Order of the images.",
+)
+@click.option("--grace", default="1h", show_default=True, metavar="DURATION", callback=_grace_value,
+              help="Unreachable blobs younger than this are counted apart (gc keeps them).")
+@allow_sparse_option
+@format_option
+@quiet_option
+@common_options
+@handle_errors
+def du_command(
+    layout: Path,
+    references: tuple[str, ...],
+    sort: str,
+    grace: float,
+    allow_sparse: bool,
+    output_format: str,
+    quiet: bool,
+) -> None:
+    """Space per image and for the layout, like `docker system df -v`.
+
+    SIZE counts every blob the image reaches once; EXCLUSIVE is exactly what
+    `rm` of that image alone (by digest) would free; SHARED is what other images
+    use too. Totals: reachable, unreachable (what gc would free, and what it keeps
+    for being younger than --grace), blobs and bytes on disk. Changes nothing.
+    """
+    report = _open(layout).du(references, sort=sort, grace=grace, allow_sparse=allow_sparse)
+    render.print_du(report, output_format, quiet)
+
+
 @cli.command("verify", short_help="Check every reachable blob (presence, size, digest, schema).")
 @layout_argument
 @click.option("--allow-sparse", is_flag=True, help="Report missing blobs (partial copies) as warnings, not problems.")

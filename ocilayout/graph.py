@@ -447,7 +447,9 @@ class Graph:
         )
 
 
-def live_set(graph: Graph, roots: Iterable[Descriptor], *, allow_sparse: bool = False) -> LiveSet:
+def live_set(
+    graph: Graph, roots: Iterable[Descriptor], *, allow_sparse: bool = False, sizes: dict[str, int] | None = None
+) -> LiveSet:
     """What `roots` (the entries that must survive) reach, and the doubt (DESIGN 1).
 
     Doubt: an unreadable blob; a missing blob whose media type is not a leaf type (a
@@ -457,9 +459,12 @@ def live_set(graph: Graph, roots: Iterable[Descriptor], *, allow_sparse: bool = 
     deep to follow. The one rule every deleter (rm, gc, the foreign-writer re-check) obeys.
 
     Many roots are split between this process and a forked one (both cores read and parse
-    manifests); the union of the two live sets is the live set of all roots.
+    manifests); the union of the two live sets is the live set of all roots. `sizes`, when
+    given, receives each reached blob's declared size (for space accounting; never forked).
     """
     roots = list(roots)
+    if sizes is not None:
+        return _walk_live(graph, roots, allow_sparse, sizes=sizes)
     if _may_fork(len(roots)):
         half = len(roots) // 2
         forked = _live_set_forked(graph, roots[:half], roots[half:], allow_sparse)
@@ -468,7 +473,13 @@ def live_set(graph: Graph, roots: Iterable[Descriptor], *, allow_sparse: bool = 
     return _walk_live(graph, roots, allow_sparse)
 
 
-def _walk_live(graph: Graph, roots: Iterable[Descriptor], allow_sparse: bool, keep: bool = False) -> LiveSet:
+def _walk_live(
+    graph: Graph,
+    roots: Iterable[Descriptor],
+    allow_sparse: bool,
+    keep: bool = False,
+    sizes: dict[str, int] | None = None,
+) -> LiveSet:
     result = LiveSet()
     seen = result.reached
     doubt = result.doubt
@@ -477,6 +488,8 @@ def _walk_live(graph: Graph, roots: Iterable[Descriptor], allow_sparse: bool, ke
     for descriptor, _, depth, visit, node in graph.walk(roots, keep=keep):
         digest = descriptor.digest
         seen.add(digest)
+        if sizes is not None and sizes.get(digest, -1) < 0:
+            sizes[digest] = descriptor.size
         if visit is LEAF:
             if depth == 0 and graph.store.locate_quiet(digest) is None:
                 doubt.append(Doubt(digest, "absent-entry", "an entry typed as a leaf, in no blob directory"))

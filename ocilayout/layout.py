@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
 
 from .delete import RemovalReport, finish_report, plan_removal
 from .descriptor import Platform, parse_platform_spec
+from .errors import UsageError
 from .graph import Graph
 from .indexfile import IndexFile
 from .lock import DEFAULT_LOCK_TIMEOUT
@@ -22,6 +23,7 @@ from .transaction import Transaction, transaction
 if TYPE_CHECKING:  # each command imports only what it uses (start-up time is per command)
     from datetime import datetime, timedelta
 
+    from .du import DuReport
     from .gc import GcReport
     from .listing import ImageRow, InspectReport, TreeNode
     from .prune import PruneReport
@@ -289,6 +291,30 @@ class Layout:
         removal = finish_report(plan, result.freed, result.errors, dry_run=dry_run)
         self.reload()
         return fill(choice.report, removal)
+
+    @_command
+    def du(
+        self,
+        references: Sequence[str] = (),
+        *,
+        sort: str = "size",
+        grace: float | str = "1h",
+        allow_sparse: bool = False,
+    ) -> DuReport:
+        """Space per image (size, exclusive: what `rm` of it alone frees, shared) and layout
+        totals (reachable, unreachable split by `grace`, on disk). Reads only."""
+        from .du import SORT_KEYS, usage
+        from .gc import parse_duration
+
+        if sort not in SORT_KEYS:
+            raise UsageError(f"invalid sort key {sort!r}: one of {', '.join(SORT_KEYS)}")
+        graph = self.graph()
+        selected = None
+        if references:
+            selected = list(dict.fromkeys(resolve(self.index, r).digest for r in _several(references, "references")))
+        return usage(
+            self.store, self.index, graph, selected, allow_sparse=allow_sparse, grace=parse_duration(grace), sort=sort
+        )
 
     def _transaction(
         self, lock_timeout: float, *, dry_run: bool, allow_sparse: bool = False

@@ -15,6 +15,7 @@ from .errors import CorruptLayoutError
 
 if TYPE_CHECKING:
     from .delete import RemovalReport
+    from .du import DuReport
     from .gc import GcReport
     from .layout import Listing, Tree
     from .listing import ImageRow, TreeNode
@@ -349,3 +350,43 @@ def print_prune(report: PruneReport, output_format: str, quiet: bool) -> None:
         if report.undated:
             print_warnings([f"kept {len(report.undated)} undated names or images: no created time is known"], quiet)
     print_removal(report.removal, "table", quiet)
+
+
+def print_du(report: DuReport, output_format: str, quiet: bool) -> None:
+    """`du`: a row per image, then the layout totals."""
+    totals = report.totals
+    if output_format == "json":
+        images = [
+            {k: getattr(i, k) for k in ("digest", "names", "size", "exclusive", "shared", "created")}
+            for i in report.images
+        ]
+        click.echo(dumps({"images": images, "totals": totals, "warnings": report.warnings}))
+        return
+    print_warnings(report.warnings, quiet)
+    rows = [
+        [
+            ",".join(i.names) or "<none>",
+            i.digest.split(":", 1)[1][:12],
+            human_size(i.size),
+            human_size(i.shared),
+            human_size(i.exclusive),
+            i.created or "-",
+        ]
+        for i in report.images
+    ]
+    click.echo(columns(["NAMES", "DIGEST", "SIZE", "SHARED", "EXCLUSIVE", "CREATED"], rows))
+    if quiet:
+        return
+    click.echo(
+        f"\nReachable: {human_size(totals.reachable)} in {totals.reachable_blobs} blobs; "
+        f"unreachable: {human_size(totals.unreachable)} in {totals.unreachable_blobs} blobs (gc frees)"
+        + (
+            f" + {human_size(totals.unreachable_young)} in {totals.unreachable_young_blobs} "
+            "younger than the grace period"
+            if totals.unreachable_young_blobs
+            else ""
+        )
+        + f"; on disk: {human_size(totals.on_disk)} in {totals.blobs} blobs"
+    )
+    if not totals.certain:
+        click.echo("Exclusive sizes are 0 where what another image reaches is in doubt (see warnings).")

@@ -1,0 +1,189 @@
+"""Space accounting (`du`, DESIGN 3.10), like `docker system df -v`.
+
+Per image (one digest with all its names): `size`, the bytes of every blob it reaches, each
+once; `shared`, those of them another image reaches too; `exclusive`, exactly what `rm` of
+that image alone (by digest, all names) would free: the blobs in the layout's own `blobs/`
+that only it — with the dangling referrers `rm` removes along with it — reaches, and nothing
+while what the other images reach is in doubt. Layout totals: reachable, unreachable (what
+`gc` would free, split by the grace period), blobs and bytes on disk.
+
+Sizes are the files' sizes for blobs in the layout's own `blobs/` (what a deletion frees) and
+the declared sizes for the others (a shared directory, or missing).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from .digest import Digest
+from .graph import Graph, live_set
+from .indexfile import Entry, IndexFile
+from .storage import LayoutStore
+
+SORT_KEYS = ("size", "exclusive", "shared", "name", "created")
+
+
+@dataclass(slots=True)
+class ImageUsage:
+    """The space of one image."""
+
+    digest: str
+    names: list[str]
+    size: int
+    exclusive: int
+    shared: int
+    created: str | None
+
+
+@dataclass(slots=True)
+class Totals:
+    """The layout's own `blobs/`, and what its entries reach."""
+
+    reachable: int = 0  # bytes of reached blobs, each once
+    reachable_blobs: int = 0
+    unreachable: int = 0  # bytes gc would free now (older than the grace period)
+    unreachable_blobs: int = 0
+    unreachable_young: int = 0  # unreachable but younger than the grace period: gc keeps them
+    unreachable_young_blobs: int = 0
+    blobs: int = 0  # blob files on disk
+    on_disk: int = 0  # their bytes
+    certain: bool = True  # False: what some entry reaches is in doubt; gc and rm delete nothing
+
+
+@dataclass(slots=True)
+class DuReport:
+    """`du`: per image, then totals."""
+
+    images: list[ImageUsage] = field(default_factory=list)
+    totals: Totals = field(default_factory=Totals)
+    warnings: list[str] = field(default_factory=list)
+
+
+def usage(
+    store: LayoutStore,
+    index: IndexFile,
+    graph: Graph,
+    selected: Sequence[Digest] | None = None,
+    *,
+    allow_sparse: bool = False,
+    grace: float = 3600.0,
+    sort: str = "size",
+    clock: float | None = None,
+) -> DuReport:
+    """Account every image (or the `selected` ones; totals always cover the whole layout)."""
+    groups = index.by_digest()
+    files = _local_files(store)
+    declared: dict[str, int] = {}
+    reach: dict[Digest, set[str]] = {}
+    doubtful: set[Digest] = set()
+    users: dict[str, list[Digest]] = {}
+    for digest, entries in groups.items():
+        live = live_set(graph, [entries[0].descriptor], allow_sparse=allow_sparse, sizes=declared)
+        reach[digest] = live.reached
+        if not live.certain:
+            doubtful.add(digest)
+        for blob in live.reached:
+            users.setdefault(blob, []).append(digest)
+
+    def size_of(blob: str) -> int:
+        found = files.get(blob)
+        return found[0] if found is not None else max(declared.get(blob, 0), 0)
+
+    report = DuReport()
+    report.totals.certain = not doubtful
+    created = _created(index, graph)
+    referrers = _dangling_referrers(groups, graph)
+    for digest in selected if selected is not None else list(groups):
+        blobs = reach[digest]
+        removed = _removed_with(digest, referrers)
+        exclusive = 0
+        if not (doubtful - removed):  # rm frees nothing while a survivor is in doubt
+            exclusive = sum(files[b][0] for b in _freed(removed, reach, users) if b in files)
+        shared = sum(size_of(b) for b in blobs if len(users[b]) > 1)
+        report.images.append(
+            ImageUsage(
+                digest=str(digest),
+                names=sorted({e.name for e in groups[digest] if e.name is not None}),
+                size=sum(size_of(b) for b in blobs),
+                exclusive=exclusive,
+                shared=shared,
+                created=created.get(digest),
+            )
+        )
+    _sort(report.images, sort)
+
+    totals = report.totals
+    reached = set(users)
+    cutoff = (clock if clock is not None else time.time()) - grace
+    for blob, (size, mtime) in files.items():
+        totals.blobs += 1
+        totals.on_disk += size
+        if blob in reached:
+            continue
+        if mtime > cutoff:
+            totals.unreachable_young += size
+            totals.unreachable_young_blobs += 1
+        else:
+            totals.unreachable += size
+            totals.unreachable_blobs += 1
+    totals.reachable = sum(size_of(b) for b in reached)
+    totals.reachable_blobs = len(reached)
+    report.warnings = [*index.warnings, *graph.warnings]
+    return report
+
+
+def _dangling_referrers(groups: dict[Digest, list[Entry]], graph: Graph) -> dict[str, list[Digest]]:
+    """Subject digest → the unnamed images whose manifest refers to it (what `rm` cascades to)."""
+    referrers: dict[str, list[Digest]] = {}
+    for digest, entries in groups.items():
+        if any(e.name is not None for e in entries):
+            continue
+        subject = graph.node(entries[0].descriptor).subject
+        if subject is not None:
+            referrers.setdefault(subject.digest, []).append(digest)
+    return referrers
+
+
+def _removed_with(digest: Digest, referrers: dict[str, list[Digest]]) -> set[Digest]:
+    """The images `rm` of `digest` removes: it, and its dangling referrers, recursively."""
+    removed = {digest}
+    todo = [digest]
+    while todo:
+        for other in referrers.get(todo.pop(), ()):
+            if other not in removed:
+                removed.add(other)
+                todo.append(other)
+    return removed
+
+
+def _freed(removed: set[Digest], reach: dict[Digest, set[str]], users: dict[str, list[Digest]]) -> set[str]:
+    """Blobs that the removed images reach and no other image does."""
+    candidates: set[str] = set().union(*(reach[d] for d in removed))
+    return {b for b in candidates if all(u in removed for u in users[b])}
+
+
+def _local_files(store: LayoutStore) -> dict[str, tuple[int, float]]:
+    """Size and mtime of every blob file in the layout's own `blobs/` (one listing, one stat each)."""
+    found: dict[str, tuple[int, float]] = {}
+    inventory = store.inventory()
+    for blob in inventory.blobs:
+        if blob.digest is not None:
+            found[blob.digest] = (blob.size, blob.mtime)
+    return found
+
+
+def _created(index: IndexFile, graph: Graph) -> dict[Digest, str | None]:
+    from .filters import image_facts
+
+    return {f.digest: f.created.isoformat() if f.created else None for f in image_facts(index, graph)}
+
+
+def _sort(images: list[ImageUsage], key: str) -> None:
+    if key == "name":
+        images.sort(key=lambda i: (i.names[0] if i.names else "\uffff", i.digest))
+    elif key == "created":
+        images.sort(key=lambda i: (i.created or "", i.digest), reverse=True)
+    else:
+        images.sort(key=lambda i: (getattr(i, key), i.digest), reverse=True)

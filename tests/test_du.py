@@ -1,0 +1,111 @@
+"""`du`: per-image size, shared and exclusive bytes; exclusive is exactly what `rm` of that image
+alone frees (issue 11), checked against the real `rm` on random layouts."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ocilayout import Layout, UsageError
+from ocilayout.cli import cli
+
+
+def blob_sizes(root: Path) -> dict[str, int]:
+    return {f"sha256:{p.name}": p.stat().st_size for p in (root / "blobs" / "sha256").iterdir()}
+
+
+@st.composite
+def layouts(draw):
+    n = draw(st.integers(1, 6))
+    images = []
+    for i in range(n):
+        layers = draw(st.lists(st.integers(0, 5), min_size=1, max_size=3, unique=True))
+        names = draw(st.integers(0, 2))
+        referrer = draw(st.one_of(st.none(), st.integers(0, max(i - 1, 0)))) if i else None
+        images.append((layers, names, referrer))
+    index_of = draw(st.one_of(st.none(), st.lists(st.integers(0, n - 1), min_size=1, max_size=2, unique=True)))
+    orphan = draw(st.booleans())
+    return images, index_of, orphan
+
+
+def build(root: Path, generate, spec) -> list[str]:
+    images, index_of, orphan = spec
+    w = generate.LayoutWriter(root)
+    pool = [b"layer %d" % k * (k + 1) for k in range(6)]
+    descs = []
+    for i, (layers, names, referrer) in enumerate(images):
+        subject = descs[referrer] if referrer is not None and referrer < len(descs) else None
+        desc = w.image([pool[k] for k in layers], subject=subject, labels={"n": str(i)})
+        descs.append(desc)
+        if names == 0:
+            w.add_entry(desc)
+        for k in range(names):
+            w.add_entry(desc, name=f"img{i}-{k}")
+    if index_of:
+        w.add_entry(w.index([{**descs[i], "platform": {"os": "linux", "architecture": f"a{i}"}} for i in index_of]),
+                    name="multi")
+    if orphan:
+        w.image([b"orphan only"])
+    w.finish()
+    return [d["digest"] for d in descs]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(spec=layouts())
+def test_exclusive_is_exactly_what_rm_of_the_image_frees(generate_module, spec) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "src"
+        build(source, generate_module, spec)
+        report = Layout.open(source).du()
+        everything = blob_sizes(source)
+        assert report.totals.on_disk == sum(everything.values()) and report.totals.blobs == len(everything)
+        for image in report.images:
+            copy = Path(tmp) / "copy"
+            shutil.copytree(source, copy)
+            before = blob_sizes(copy)
+            removal = Layout.open(copy).delete([image.digest], force=True)
+            freed = sum(before[d] for d in set(before) - set(blob_sizes(copy)))
+            assert image.exclusive == freed == removal.bytes_freed, (image, removal)
+            assert image.shared <= image.size
+            shutil.rmtree(copy)
+
+
+def test_totals_split_unreachable_by_grace(fixture_layout) -> None:
+    root = fixture_layout("orphans")
+    report = Layout.open(root).du(grace=0)
+    gc = Layout.open(root).gc(grace=0, dry_run=True)
+    assert report.totals.unreachable == gc.bytes_freed and report.totals.unreachable_blobs == gc.blobs_removed
+    young = Layout.open(root).du(grace="3650d")
+    assert young.totals.unreachable == 0 and young.totals.unreachable_young == report.totals.unreachable
+
+
+def test_doubt_makes_exclusive_zero(fixture_layout) -> None:
+    root = fixture_layout("multi")
+    index = json.loads((root / "index.json").read_bytes())
+    victim = index["manifests"][0]["digest"].split(":")[1]
+    (root / "blobs" / "sha256" / victim).write_bytes(b'{"layers": [], "layers": []}')  # unreadable
+    report = Layout.open(root).du()
+    assert not report.totals.certain
+    assert all(i.exclusive == 0 for i in report.images if i.digest != f"sha256:{victim}")
+
+
+def test_references_sort_and_json(fixture_layout) -> None:
+    root = fixture_layout("multi")
+    report = Layout.open(root).du(["app2"])
+    assert [i.names for i in report.images] == [["app2"]]
+    result = CliRunner().invoke(cli, ["du", str(root), "--sort", "name", "--format", "json"])
+    assert result.exit_code == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert set(document["images"][0]) == {"digest", "names", "size", "exclusive", "shared", "created"}
+    assert document["totals"]["on_disk"] > 0
+    names = [i["names"][0] if i["names"] else "\uffff" for i in document["images"]]
+    assert names == sorted(names)
+    with pytest.raises(UsageError):
+        Layout.open(root).du(sort="colour")
