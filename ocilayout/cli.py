@@ -126,11 +126,12 @@ def _fail(message: str, code: int) -> NoReturn:
 
 def _wants_json() -> bool:
     """Whether the command line asked for `--format json` (also when parsing it failed)."""
+    from .entry import wants_json
+
     context = click.get_current_context(silent=True)
-    if context is not None and context.params.get("output_format") == "json":
-        return True
-    args = sys.argv[1:]
-    return "--format=json" in args or any(a == "--format" and b == "json" for a, b in zip(args, args[1:]))
+    if context is not None and "output_format" in context.params:
+        return bool(context.params["output_format"] == "json")  # parsed: trust it
+    return wants_json(sys.argv[1:])
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -140,7 +141,8 @@ def cli() -> None:
     """Manipulate OCI image-layout directories in place: list, inspect, tag, delete, gc, verify.
 
     Exit codes: 0 success; 1 some work failed or problems found; 2 usage error;
-    3 not found; 4 conflict; 5 invalid or corrupt layout; 6 lock not acquired.
+    3 not found; 4 conflict; 5 invalid or corrupt layout; 6 lock not acquired;
+    130/143 interrupted by SIGINT/SIGTERM.
     """
 
 
@@ -487,7 +489,8 @@ def verify_command(layout: Path, allow_sparse: bool, output_format: str, quiet: 
     and hashes to its digest; manifests, indexes and configs are valid; oci-layout
     and index.json are valid. Also lists unreachable blobs and stray files.
 
-    Prints each problem on one line (--format json: a JSON list). Exit 0 when
+    Prints each problem on one line (--format json: an object with ok, problems,
+    counts and warnings). Exit 0 when
     clean, 1 when problems were found. Shows a progress bar on stderr when stderr
     is a terminal. Changes nothing and takes no lock. `fsck` is the same command.
     """

@@ -8,19 +8,37 @@ remain for `gc`.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import sys
 from types import FrameType
 
 EXIT_CODES: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
+def wants_json(args: list[str]) -> bool:
+    """Whether a command line asks for `--format json` (for errors met before, or outside,
+    the command's own parsing)."""
+    return "--format=json" in args or any(a == "--format" and b == "json" for a, b in zip(args, args[1:]))
+
+
 def _interrupted(signum: int, _frame: FrameType | None) -> None:
     name = "interrupted" if signum == signal.SIGINT else "terminated"
+    code = EXIT_CODES.get(signum, 128 + signum)
     try:
+        graph = sys.modules.get("ocilayout.graph")
+        for pid in list(getattr(graph, "FORKED", ())):  # a live-set child must not outlive us
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
         os.write(2, f"error: {name}\n".encode())
+        if wants_json(sys.argv[1:]):
+            document = {"error": {"message": name, "exit_code": code, "kind": name}}
+            os.write(1, (json.dumps(document) + "\n").encode())
     finally:
-        os._exit(EXIT_CODES.get(signum, 128 + signum))
+        os._exit(code)
 
 
 def install() -> None:

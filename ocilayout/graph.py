@@ -568,6 +568,7 @@ def _live_set_forked(
             code = 0
         finally:
             os._exit(code)
+    FORKED.add(pid)
     pipe = None
     try:
         os.close(write_end)
@@ -591,9 +592,11 @@ def _live_set_forked(
 
 
 _GUARDED_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT}
+FORKED: set[int] = set()  # live-set children running now (a signal handler kills them)
 
 
 def _reap(pid: int, *, kill: bool = False) -> int:
+    FORKED.discard(pid)
     if kill:
         try:
             os.kill(pid, signal.SIGKILL)

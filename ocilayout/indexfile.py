@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from dataclasses import dataclass, field
 from functools import cached_property
 from json.decoder import scanstring  # type: ignore[attr-defined]
@@ -82,7 +83,11 @@ class IndexFile:
         if self.exact:
             document = dict(self.document)
             document["manifests"] = entries
-            return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+            text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+            try:
+                return text.encode("utf-8") + b"\n"
+            except UnicodeEncodeError:  # a new entry copied a lone surrogate from a blob
+                return json.dumps(document, ensure_ascii=True, separators=(",", ":")).encode("ascii") + b"\n"
         return splice_manifests(self.source, self.entries, entries)
 
 
@@ -109,7 +114,7 @@ def _finite(text: str) -> float:
     value = float(text)
     if value - value != 0.0:  # inf (NaN never gets here: its token is a constant)
         raise CorruptLayoutError(f"number {text[:40]} is out of range (not finite)")
-    _floats_seen[0] += 1
+    _floats.seen = getattr(_floats, "seen", 0) + 1
     return value
 
 
@@ -117,7 +122,7 @@ def _reject_constant(name: str) -> Any:
     raise CorruptLayoutError(f"{name} is not JSON")
 
 
-_floats_seen = [0]  # floats parsed so far: a document without any rewrites exactly from values
+_floats = threading.local()  # floats parsed so far by this thread (`seen`): see parse_index
 _DECODER = json.JSONDecoder(object_pairs_hook=_reject_duplicates, parse_float=_finite, parse_constant=_reject_constant)
 
 
@@ -135,16 +140,22 @@ def loads_strict(data: bytes, what: str) -> Any:
     except UnicodeDecodeError:
         raise CorruptLayoutError(f"{what}: not UTF-8 text") from None
     except ValueError as exc:
+        if "int_max_str_digits" in str(exc) or "Exceeds the limit" in str(exc):
+            raise CorruptLayoutError(f"{what}: a number has more than 4300 digits; refusing to parse it") from None
         raise CorruptLayoutError(f"{what}: invalid JSON ({_first_line(exc)})") from None
 
 
 def parse_index(data: bytes, what: str = "index.json") -> IndexFile:
     """Parse and validate an `index.json` body."""
-    floats_before = _floats_seen[0]
+    floats_before = getattr(_floats, "seen", 0)
     document = loads_strict(data, what)
     # Values alone rewrite this text exactly unless it holds a float (its text may not survive
     # a float), a `-0`, or an escaped surrogate (not encodable as UTF-8): then rewrites splice.
-    exact = _floats_seen[0] == floats_before and _MINUS_ZERO.search(data) is None and _SURROGATE.search(data) is None
+    exact = (
+        getattr(_floats, "seen", 0) == floats_before
+        and _MINUS_ZERO.search(data) is None
+        and _SURROGATE.search(data) is None
+    )
     if not isinstance(document, dict):
         raise CorruptLayoutError(f"{what}: top level must be a JSON object")
     version = document.get("schemaVersion")
@@ -172,15 +183,17 @@ def parse_index(data: bytes, what: str = "index.json") -> IndexFile:
 
 
 class EditedEntry(dict):  # type: ignore[type-arg]
-    """An entry object changed from `origin` (an entry as read) in its annotations only."""
+    """An entry object changed from `origin` (an entry as read) in its ref name only."""
 
     origin: dict[str, Any]
+    ref_name: str | None
 
 
 def with_name(raw: dict[str, Any], name: str | None) -> dict[str, Any]:
     """A copy of an entry object with its ref name set, or removed when `name` is None."""
     entry = EditedEntry(raw)
     entry.origin = raw.origin if isinstance(raw, EditedEntry) else raw
+    entry.ref_name = name
     annotations = dict(entry.get("annotations") or {})
     if name is None:
         annotations.pop(REF_NAME, None)
@@ -263,34 +276,51 @@ def splice_manifests(source: bytes, originals: Iterable[Entry], entries: list[di
         if span is not None:
             parts.append(text[span[0] : span[1]])
         elif isinstance(entry, EditedEntry) and id(entry.origin) in by_identity:
-            parts.append(_with_annotations(text, by_identity[id(entry.origin)], entry.get("annotations")))
+            parts.append(_with_ref_name(text, by_identity[id(entry.origin)], entry))
         else:
             parts.append(_dumps(entry))
     array = "[" + ",".join(parts) + "]"
     if array_start is None:  # no manifests member at all: cannot happen for a parsed index
         raise CorruptLayoutError("index.json has no manifests list to rewrite")
-    return (text[:array_start] + array + text[array_end:]).encode("utf-8", "surrogatepass")
+    return (text[:array_start] + array + text[array_end:]).encode("utf-8")
 
 
-def _with_annotations(text: str, span: tuple[int, int], annotations: Any) -> str:
-    """The entry object at `span` with its `annotations` member replaced, added or removed."""
-    members, closing = _members(text, span[0])
+def _with_ref_name(text: str, span: tuple[int, int], entry: EditedEntry) -> str:
+    """The entry object at `span` with only its ref name changed: inside its `annotations`
+    object when there is one (every other annotation keeps its text), else the member added,
+    and the member removed when no annotation is left."""
+    members, _ = _members(text, span[0])
     current = [m for m in members if m[0] == "annotations"]
+    if current and text[current[-1][2]] == "{":
+        _, _, value_start, value_end = current[-1]
+        name_text = None if entry.ref_name is None else _dumps(entry.ref_name)
+        annotations = _set_member(text, (value_start, value_end), REF_NAME, name_text)
+        if _members(annotations, 0)[0]:
+            return text[span[0] : value_start] + annotations + text[value_end : span[1]]
+        return _set_member(text, span, "annotations", None)
+    value = entry.get("annotations")
+    return _set_member(text, span, "annotations", None if value is None else _dumps(value))
+
+
+def _set_member(text: str, span: tuple[int, int], key: str, value: str | None) -> str:
+    """The object at `span` with member `key` set to the JSON text `value` (replaced, or added
+    last), or removed with one comma beside it when `value` is None."""
+    members, closing = _members(text, span[0])
+    current = [m for m in members if m[0] == key]
     if current:
         _, key_start, value_start, value_end = current[-1]
-        if annotations is not None:
-            return text[span[0] : value_start] + _dumps(annotations) + text[value_end : span[1]]
-        # Remove the member and one comma beside it.
+        if value is not None:
+            return text[span[0] : value_start] + value + text[value_end : span[1]]
         before = text[span[0] : key_start].rstrip(" \t\n\r")
         after = text[value_end : span[1]].lstrip(" \t\n\r")
         if after.startswith(","):
             return before + after[1:]
         return before.rstrip(",") + after
-    if annotations is None:
+    if value is None:
         return text[span[0] : span[1]]
     head = text[span[0] : closing].rstrip(" \t\n\r")
     separator = "" if head.endswith("{") else ","
-    return head + separator + '"annotations":' + _dumps(annotations) + text[closing : span[1]]
+    return head + separator + _dumps(key) + ":" + value + text[closing : span[1]]
 
 
 def _dumps(value: Any) -> str:

@@ -214,19 +214,25 @@ def print_tag(report: TagReport, name: str, output_format: str) -> None:
     if output_format == "json":
         click.echo(dumps(report))
     elif report.unchanged:
-        click.echo(f"{name} already points at {report.digest}")
+        click.echo(printable(f"{name} already points at {report.digest}"))
     else:
         moved = f" (moved from {report.moved_from})" if report.moved_from else ""
-        click.echo(f"{'Would tag' if report.dry_run else 'Tagged'}: {name} -> {report.digest}{moved}")
+        click.echo(printable(f"{'Would tag' if report.dry_run else 'Tagged'}: {name} -> {report.digest}{moved}"))
 
 
 def print_untag(report: UntagReport, output_format: str) -> None:
     """`untag`: names removed; names not found as errors."""
     if output_format == "json":
-        click.echo(dumps(report))
+        document = to_jsonable(report)
+        if report.not_found:
+            code = 3 if not report.untagged else 1
+            message = "no such name: " + ", ".join(report.not_found)
+            error = {"message": one_line(message), "exit_code": code, "kind": ERROR_KINDS[code]}
+            document = {"error": error} | document
+        click.echo(dumps(document))
     else:
         for name in report.untagged:
-            click.echo(f"{'Would untag' if report.dry_run else 'Untagged'}: {name}")
+            click.echo(printable(f"{'Would untag' if report.dry_run else 'Untagged'}: {name}"))
     for name in report.not_found:
         print_error(f"no such name: {name}")
 
@@ -254,7 +260,7 @@ def print_removal(report: RemovalReport, output_format: str, quiet: bool) -> Non
                 click.echo(image.id)
             continue
         for name in image.untagged:
-            click.echo(f"{would}{'untag' if would else 'Untagged'}: {name}")
+            click.echo(printable(f"{would}{'untag' if would else 'Untagged'}: {name}"))
         if image.deleted:
             why = "" if image.reason == "requested" else f" [{image.reason}]"
             click.echo(
@@ -313,7 +319,15 @@ def print_verify(report: VerifyReport, output_format: str, quiet: bool) -> None:
             "unreachable": len(report.unreachable),
             "strays": len(report.strays),
         }
-        document = {"ok": report.ok, "problems": report.problems, "counts": counts, "warnings": report.warnings}
+        document: dict[str, Any] = {
+            "ok": report.ok,
+            "problems": report.problems,
+            "counts": counts,
+            "warnings": report.warnings,
+        }
+        if not report.ok:
+            message = f"{len(report.problems)} problem{'s' if len(report.problems) != 1 else ''} found"
+            document = {"error": {"message": message, "exit_code": 1, "kind": "failed"}} | document
         click.echo(dumps(document))
     else:
         for problem in report.problems:

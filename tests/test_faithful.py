@@ -136,3 +136,40 @@ def test_a_rewritten_index_with_odd_values_is_read_by_umoci(generate_module, tmp
     result = subprocess.run([umoci, "ls", "--layout", str(root)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert {"a", "a2", "b"} <= set(result.stdout.split())
+
+
+def test_a_rename_keeps_other_annotations_as_written(tmp_path) -> None:
+    """Non-string annotation values (tolerated when read) keep their text through tag/untag."""
+    from ocilayout.indexfile import parse_index, with_name
+
+    digest = "sha256:" + "a" * 64
+    text = (
+        '{"schemaVersion": 2, "manifests": [{"digest": "%s", "size": 1, "annotations": '
+        '{"n": 1e-400, "org.opencontainers.image.ref.name": "a", "d": 0.1000000000000000055511151231257827}}]}'
+        % digest
+    ).encode()
+    index = parse_index(text)
+    for name in (None, "b"):
+        out = strict_load(index.serialise([with_name(index.entries[0].raw, name)]))
+        annotations = out["manifests"][0]["annotations"]
+        assert annotations["n"] == Decimal("1e-400")
+        assert annotations["d"] == Decimal("0.1000000000000000055511151231257827")
+        assert annotations.get(REF) == name
+
+
+def test_a_new_entry_with_a_lone_surrogate_is_written_escaped() -> None:
+    """`tag --platform` copies a child descriptor's annotations from a blob into a new entry."""
+    from ocilayout.indexfile import parse_index
+
+    index = parse_index(b'{"schemaVersion": 2, "manifests": []}')
+    data = index.serialise([{"digest": "sha256:" + "a" * 64, "size": 1, "annotations": {"x": "\ud800"}}])
+    assert b"\\ud800" in data and json.loads(data)["manifests"][0]["annotations"]["x"] == "\ud800"
+
+
+def test_a_number_with_too_many_digits_is_a_clear_error(fixture_layout) -> None:
+    root = fixture_layout("multi")
+    text = (root / "index.json").read_text()
+    (root / "index.json").write_text(text.replace('"schemaVersion":2', '"schemaVersion":2,"x":' + "9" * 5000, 1)
+                                     .replace('"schemaVersion": 2', '"schemaVersion": 2, "x": ' + "9" * 5000, 1))
+    with pytest.raises(CorruptLayoutError, match="4300 digits"):
+        Layout.open(root)

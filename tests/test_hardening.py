@@ -237,3 +237,47 @@ def test_rm_of_a_manifest_inside_an_index_names_the_index_and_platform(fixture_l
         [line] = error_lines(result.stderr)
         assert index.digest in line and "--platform" in line and child.platform in line, line
     assert snapshot(root) == before
+
+
+def test_untag_partial_failure_json_has_an_error_member(fixture_layout) -> None:
+    root = fixture_layout("multi")
+    argv = cli_command("untag", root, "app2", "nope", "--format", "json")
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    assert proc.returncode == 1
+    document = json.loads(proc.stdout)
+    assert document["error"]["exit_code"] == 1 and "nope" in document["error"]["message"]
+    assert document["untagged"] == ["app2"]
+
+
+def test_names_from_the_index_are_printed_escaped(fixture_layout) -> None:
+    root = fixture_layout("multi")
+    forged = "x\n\x1b[2Jerror: forged"
+
+    def name_it() -> None:  # written by another tool: tag refuses such a name
+        index = json.loads((root / "index.json").read_bytes())
+        index["manifests"][0].setdefault("annotations", {})["org.opencontainers.image.ref.name"] = forged
+        (root / "index.json").write_text(json.dumps(index))
+
+    name_it()
+    result = invoke("untag", root, forged)
+    assert result.exit_code == 0
+    assert len(result.stdout.splitlines()) == 1 and "\x1b" not in result.stdout
+    name_it()
+    result = invoke("rm", root, forged)
+    assert all("\x1b" not in line and not line.startswith("error") for line in result.stdout.splitlines())
+
+
+def test_a_signal_under_json_prints_the_error_document(fixture_layout) -> None:
+    root = fixture_layout("multi")
+    with layout_lock(root, 1):
+        proc = subprocess.Popen(
+            cli_command("rm", root, "app1", "--lock-timeout", "30", "--format", "json"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 143 and stderr == "error: terminated\n"
+    assert json.loads(stdout)["error"] == {"message": "terminated", "exit_code": 143, "kind": "terminated"}
