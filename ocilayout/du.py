@@ -13,6 +13,8 @@ the declared sizes for the others (a shared directory, or missing).
 
 from __future__ import annotations
 
+import os
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -74,7 +76,8 @@ def usage(
 ) -> DuReport:
     """Account every image (or the `selected` ones; totals always cover the whole layout)."""
     groups = index.by_digest()
-    files = _local_files(store)
+    created = _created(index, graph)  # first: the entries' nodes it reads stay for the walks
+    local = _local_names(store)
     declared: dict[str, int] = {}
     reach: dict[Digest, set[str]] = {}
     doubtful: set[Digest] = set()
@@ -87,20 +90,27 @@ def usage(
         for blob in live.reached:
             users.setdefault(blob, []).append(digest)
 
+    stats: dict[str, tuple[int, float] | None] = {}
+
     def size_of(blob: str) -> int:
-        found = files.get(blob)
-        return found[0] if found is not None else max(declared.get(blob, 0), 0)
+        """Declared size (what the walk read); the file's own for a local blob without one."""
+        size = declared.get(blob, -1)
+        if size < 0 and blob in local:
+            if blob not in stats:
+                stats[blob] = _stat(store, blob)
+            found = stats[blob]
+            size = found[0] if found is not None else 0
+        return max(size, 0)
 
     report = DuReport()
     report.totals.certain = not doubtful
-    created = _created(index, graph)
     referrers = _dangling_referrers(groups, graph)
     for digest in selected if selected is not None else list(groups):
         blobs = reach[digest]
         removed = _removed_with(digest, referrers)
         exclusive = 0
         if not (doubtful - removed):  # rm frees nothing while a survivor is in doubt
-            exclusive = sum(files[b][0] for b in _freed(removed, reach, users) if b in files)
+            exclusive = sum(size_of(b) for b in _freed(removed, reach, users) if b in local)
         shared = sum(size_of(b) for b in blobs if len(users[b]) > 1)
         report.images.append(
             ImageUsage(
@@ -117,11 +127,16 @@ def usage(
     totals = report.totals
     reached = set(users)
     cutoff = (clock if clock is not None else time.time()) - grace
-    for blob, (size, mtime) in files.items():
+    for blob in local:
         totals.blobs += 1
-        totals.on_disk += size
         if blob in reached:
+            totals.on_disk += size_of(blob)
             continue
+        found = _stat(store, blob)  # unreached: its own size and age (for the grace period)
+        if found is None:
+            continue
+        size, mtime = found
+        totals.on_disk += size
         if mtime > cutoff:
             totals.unreachable_young += size
             totals.unreachable_young_blobs += 1
@@ -161,17 +176,42 @@ def _removed_with(digest: Digest, referrers: dict[str, list[Digest]]) -> set[Dig
 def _freed(removed: set[Digest], reach: dict[Digest, set[str]], users: dict[str, list[Digest]]) -> set[str]:
     """Blobs that the removed images reach and no other image does."""
     candidates: set[str] = set().union(*(reach[d] for d in removed))
-    return {b for b in candidates if all(u in removed for u in users[b])}
+    size = len(removed)  # a blob more images use than are removed stays: no need to look at them
+    return {b for b in candidates if len(users[b]) <= size and all(u in removed for u in users[b])}
 
 
-def _local_files(store: LayoutStore) -> dict[str, tuple[int, float]]:
-    """Size and mtime of every blob file in the layout's own `blobs/` (one listing, one stat each)."""
-    found: dict[str, tuple[int, float]] = {}
-    inventory = store.inventory()
-    for blob in inventory.blobs:
-        if blob.digest is not None:
-            found[blob.digest] = (blob.size, blob.mtime)
+def _local_names(store: LayoutStore) -> set[str]:
+    """Every regular file of the layout's own `blobs/<alg>/` named like a digest: one listing
+    per algorithm and no stat (a stat per blob would cost more than the whole walk)."""
+    from .digest import ALGORITHMS
+
+    found: set[str] = set()
+    base = store.blobs_dir
+    if os.path.islink(base):
+        return found
+    for algorithm, length in ALGORITHMS.items():
+        directory = base / algorithm
+        if os.path.islink(directory):
+            continue
+        name = re.compile(f"[0-9a-f]{{{length}}}")  # only blobs: other files are gc's strays
+        try:
+            with os.scandir(directory) as entries:
+                found.update(
+                    f"{algorithm}:{e.name}"
+                    for e in entries
+                    if name.fullmatch(e.name) and e.is_file(follow_symlinks=False)
+                )
+        except OSError:
+            continue
     return found
+
+
+def _stat(store: LayoutStore, blob: str) -> tuple[int, float] | None:
+    try:
+        st = os.lstat(store.blobs_dir / blob.replace(":", "/", 1))
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime
 
 
 def _created(index: IndexFile, graph: Graph) -> dict[Digest, str | None]:
