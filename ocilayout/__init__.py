@@ -28,6 +28,9 @@ _WHERE = {
     "OcilayoutError": "errors",
     "OperationFailed": "errors",
     "UsageError": "errors",
+    "DuReport": "du",
+    "ImageUsage": "du",
+    "PruneReport": "prune",
     "GcReport": "gc",
     "RemovedBlob": "gc",
     "gc_shared": "gc",
@@ -52,9 +55,11 @@ __all__ = [
     "CorruptLayoutError",
     "Descriptor",
     "Digest",
+    "DuReport",
     "GcReport",
     "ImageRemoval",
     "ImageRow",
+    "ImageUsage",
     "InspectReport",
     "InvalidDigestError",
     "Layout",
@@ -65,6 +70,7 @@ __all__ = [
     "OperationFailed",
     "Platform",
     "Problem",
+    "PruneReport",
     "ReferenceFailure",
     "RemovalReport",
     "RemovedBlob",
@@ -100,6 +106,7 @@ if TYPE_CHECKING:
     from .delete import ImageRemoval, ReferenceFailure, RemovalReport
     from .descriptor import Descriptor, Platform
     from .digest import Digest, parse_digest
+    from .du import DuReport, ImageUsage
     from .errors import (
         AmbiguousReferenceError,
         ConflictError,
@@ -114,6 +121,7 @@ if TYPE_CHECKING:
     from .gc import GcReport, RemovedBlob, gc_shared
     from .layout import Layout, Listing, Tree
     from .listing import ImageRow, InspectReport, TreeNode
+    from .prune import PruneReport
     from .resolve import Resolved
     from .storage import StrayFile
     from .tagging import TagReport, UntagReport
