@@ -9,7 +9,7 @@ import fnmatch
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Callable, Container
 
 from .digest import Digest
 from .errors import OcilayoutError, UsageError
@@ -55,10 +55,12 @@ def parse_filters(specs: list[str]) -> dict[str, list[str]]:
     return grouped
 
 
-def image_facts(index: IndexFile, graph: Graph) -> list[ImageFacts]:
-    """Facts of every image of the index, in index order."""
+def image_facts(index: IndexFile, graph: Graph, only: Container[Digest] | None = None) -> list[ImageFacts]:
+    """Facts of every image of the index (or of those in `only`), in index order."""
     facts = []
     for digest, entries in index.by_digest().items():
+        if only is not None and digest not in only:
+            continue
         node = graph.node(entries[0].descriptor)
         labels: dict[str, str] = dict(node.annotations)
         created_text = _entry_created(entries) or node.annotations.get(CREATED)

@@ -118,15 +118,7 @@ def choose(index: IndexFile, graph: Graph, policy: Policy, now: datetime) -> Cho
     """Apply `policy` to the names of `index` (pure: nothing is read but manifests and configs)."""
     policy.check()
     report = PruneReport()
-    facts = {f.digest: f for f in image_facts(index, graph)}
     cutoff = now - policy.keep_within if policy.keep_within is not None else None
-
-    def age(digest: Digest) -> datetime | None:
-        return facts[digest].created
-
-    def entry(name: str, digest: Digest) -> NameAge:
-        created = age(digest)
-        return NameAge(name, str(digest), created.isoformat() if created else None)
 
     repositories: dict[str, list[tuple[str, Digest]]] = {}
     for name, entries in index.names().items():
@@ -134,6 +126,18 @@ def choose(index: IndexFile, graph: Graph, policy: Policy, now: datetime) -> Cho
         if policy.references and not any(fnmatch.fnmatchcase(name, g) for g in policy.references):
             continue
         repositories.setdefault(repository_of(name), []).append((name, digest))
+    # Ages only of the images the policy looks at: a narrow --reference reads few configs.
+    wanted: set[Digest] = {d for names in repositories.values() for _, d in names}
+    if policy.dangling:
+        wanted.update(d for d, es in index.by_digest().items() if all(e.name is None for e in es))
+    facts = {f.digest: f for f in image_facts(index, graph, wanted)}
+
+    def age(digest: Digest) -> datetime | None:
+        return facts[digest].created
+
+    def entry(name: str, digest: Digest) -> NameAge:
+        created = age(digest)
+        return NameAge(name, str(digest), created.isoformat() if created else None)
 
     removed: list[str] = []
     oldest = datetime.min.replace(tzinfo=timezone.utc)
