@@ -239,6 +239,8 @@ def rm_command(
     """
     if not references and not filters and not remove_all:
         raise click.UsageError("name at least one reference, --filter or --all")
+    if remove_all and (references or filters):
+        raise click.UsageError("--all removes every image: give no reference and no --filter with it")
     report = _open(layout).delete(
         references,
         filters=filters,

@@ -174,17 +174,22 @@ def plan_removal(
 
 
 def child_hint(index: IndexFile, graph: Graph, reference: str) -> str:
-    """When `reference` is (a prefix of) a manifest inside an index entry rather than an entry:
-    which index, and how to reach it (`--platform`). Looked for only after a miss."""
-    text = reference.split(":", 1)[1] if ":" in reference else reference
+    """When `reference` is a digest (or hex prefix) of a manifest inside an index entry, at any
+    depth, rather than of an entry: which index, and how to reach it (`--platform`). Looked
+    for only after a miss."""
+    algorithm, separator, text = reference.partition(":")
+    if not separator:
+        algorithm, text = "", reference
+    elif algorithm not in ("sha256", "sha512"):
+        return ""  # `name:tag`: not a digest
     if len(text) < 4 or any(c not in "0123456789abcdef" for c in text):
         return ""
     for digest, entries in index.by_digest().items():
-        node = graph.node(entries[0].descriptor)
-        if node.kind is not Kind.INDEX:
+        if graph.node(entries[0].descriptor).kind is not Kind.INDEX:
             continue
-        for child in node.children:
-            if child.digest.encoded.startswith(text):
+        for child, _, depth, *_ in graph.walk([entries[0].descriptor]):
+            found = child.digest
+            if depth and found.encoded.startswith(text) and algorithm in ("", found.algorithm):
                 name = entries[0].name or str(digest)
                 platform = str(child.platform) if child.platform else "OS/ARCH"
                 return (

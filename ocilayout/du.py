@@ -7,8 +7,8 @@ that only it — with the dangling referrers `rm` removes along with it — reac
 while what the other images reach is in doubt. Layout totals: reachable, unreachable (what
 `gc` would free, split by the grace period), blobs and bytes on disk.
 
-Sizes are the files' sizes for blobs in the layout's own `blobs/` (what a deletion frees) and
-the declared sizes for the others (a shared directory, or missing).
+Sizes are the declared sizes of the descriptors (what `verify` checks the files against;
+a blob no descriptor sizes is measured on disk); unreachable blobs are measured on disk.
 """
 
 from __future__ import annotations
@@ -224,6 +224,9 @@ def _sort(images: list[ImageUsage], key: str) -> None:
     if key == "name":
         images.sort(key=lambda i: (i.names[0] if i.names else "\uffff", i.digest))
     elif key == "created":
-        images.sort(key=lambda i: (i.created or "", i.digest), reverse=True)
+        from datetime import datetime, timezone
+
+        oldest = datetime.min.replace(tzinfo=timezone.utc)
+        images.sort(key=lambda i: (datetime.fromisoformat(i.created) if i.created else oldest, i.digest), reverse=True)
     else:
         images.sort(key=lambda i: (getattr(i, key), i.digest), reverse=True)

@@ -277,6 +277,8 @@ class Layout:
         from .prune import Policy, choose, fill, now_utc, parse_age
 
         within = parse_age(keep_within) if isinstance(keep_within, str) else keep_within
+        if within is not None and within.total_seconds() > 1000 * 366 * 86400:
+            raise UsageError("keep_within is longer than 1000 years")
         policy = Policy(
             keep_last, within, tuple(_several(references, "references")), tuple(_several(keep, "keep")), dangling
         )

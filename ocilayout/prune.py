@@ -23,6 +23,7 @@ from .indexfile import IndexFile
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_MAX_AGE = 1000 * 366 * 86400.0
 
 
 def parse_age(text: str) -> timedelta:
@@ -37,11 +38,15 @@ def parse_age(text: str) -> timedelta:
         position = match.end()
     if not value or position != len(value) or not seconds < float("inf"):
         raise UsageError(f"invalid duration {text!r}: a number with s, m, h, d or w (e.g. 36h, 7d, 2w)")
+    if seconds > _MAX_AGE:
+        raise UsageError(f"invalid duration {text!r}: longer than 1000 years")
     return timedelta(seconds=seconds)
 
 
 def repository_of(name: str) -> str:
-    """`app:1` → `app`; `reg:5000/app:v2` → `reg:5000/app`; a name without a tag is its own."""
+    """`app:1` → `app`; `reg:5000/app:v2` → `reg:5000/app`; `app@sha256:…` → `app`; a name
+    without a tag is its own."""
+    name = name.split("@", 1)[0]  # a digest-pinned name belongs to its repository
     colon = name.rfind(":")
     return name[:colon] if colon > name.rfind("/") else name
 
@@ -73,6 +78,7 @@ class PruneReport:
     repositories: list[RepositoryReport] = field(default_factory=list)
     dangling_removed: list[NameAge] = field(default_factory=list)
     undated: list[str] = field(default_factory=list)  # names kept because no time is known
+    warnings: list[str] = field(default_factory=list)
     removal: RemovalReport = field(default_factory=RemovalReport)
     dry_run: bool = False
 
@@ -123,6 +129,9 @@ def choose(index: IndexFile, graph: Graph, policy: Policy, now: datetime) -> Cho
     repositories: dict[str, list[tuple[str, Digest]]] = {}
     for name, entries in index.names().items():
         digest = entries[0].digest
+        if any(e.digest != digest for e in entries):
+            report.warnings.append(f"name {name!r} is on several images: kept, not judged")
+            continue
         if policy.references and not any(fnmatch.fnmatchcase(name, g) for g in policy.references):
             continue
         repositories.setdefault(repository_of(name), []).append((name, digest))
@@ -183,11 +192,17 @@ def choose(index: IndexFile, graph: Graph, policy: Policy, now: datetime) -> Cho
         for digest, entries in index.by_digest().items():
             if any(e.name is not None for e in entries):
                 continue
+            if graph.node(entries[0].descriptor).subject is not None:
+                continue  # a referrer (signature, SBOM): it goes with its subject, never alone
             created = age(digest)
+            if cutoff is None:  # --dangling alone: every unnamed image
+                dangling.append(digest)
+                report.dangling_removed.append(entry("<none>", digest))
+                continue
             if created is None:
                 report.undated.append(str(digest))
                 continue
-            if cutoff is None or created < cutoff:
+            if created < cutoff:
                 dangling.append(digest)
                 report.dangling_removed.append(entry("<none>", digest))
     return Choice(removed, dangling, report)

@@ -237,20 +237,23 @@ def print_untag(report: UntagReport, output_format: str) -> None:
         print_error(f"no such name: {name}")
 
 
+def _with_error(document: dict[str, Any], report: RemovalReport) -> dict[str, Any]:
+    """A failed removal's JSON with the `error` member first, each failure on stderr too."""
+    code = report.exit_code
+    if not code:
+        return document
+    messages = [f.message for f in report.failures] + [m for i in report.images for m in i.errors]
+    for message in dict.fromkeys(messages):
+        click.echo(f"error: {one_line(message)}", err=True)
+    first = one_line(messages[0]) if messages else "some work failed"
+    return {"error": {"message": first, "exit_code": code, "kind": ERROR_KINDS.get(code, "failed")}} | document
+
+
 def print_removal(report: RemovalReport, output_format: str, quiet: bool) -> None:
     """`rm`: per image what was untagged and deleted, then the total. A failure is also an
     `error:` line on stderr and, in JSON, an `error` member beside the report."""
     if output_format == "json":
-        document = to_jsonable(report)
-        code = report.exit_code
-        if code:
-            messages = [f.message for f in report.failures] + [m for i in report.images for m in i.errors]
-            for message in dict.fromkeys(messages):
-                click.echo(f"error: {one_line(message)}", err=True)
-            first = one_line(messages[0]) if messages else "some work failed"
-            error = {"message": first, "exit_code": code, "kind": ERROR_KINDS.get(code, "failed")}
-            document = {"error": error} | document
-        click.echo(dumps(document))
+        click.echo(dumps(_with_error(to_jsonable(report), report)))
         return
     print_warnings(report.warnings, quiet)
     would = "Would " if report.dry_run else ""
@@ -348,8 +351,9 @@ def print_prune(report: PruneReport, output_format: str, quiet: bool) -> None:
     if output_format == "json":
         document = to_jsonable(report)
         document["bytes_freed"] = report.bytes_freed
-        click.echo(dumps(document))
+        click.echo(dumps(_with_error(document, report.removal)))
         return
+    print_warnings(report.warnings, quiet)
     if not quiet:
         would = "would remove" if report.dry_run else "removed"
         for repo in report.repositories:
@@ -377,6 +381,10 @@ def print_du(report: DuReport, output_format: str, quiet: bool) -> None:
         click.echo(dumps({"images": images, "totals": totals, "warnings": report.warnings}))
         return
     print_warnings(report.warnings, quiet)
+    if quiet:
+        for image in report.images:
+            click.echo(image.digest)
+        return
     rows = [
         [
             ",".join(i.names) or "<none>",
@@ -389,11 +397,10 @@ def print_du(report: DuReport, output_format: str, quiet: bool) -> None:
         for i in report.images
     ]
     click.echo(columns(["NAMES", "DIGEST", "SIZE", "SHARED", "EXCLUSIVE", "CREATED"], rows))
-    if quiet:
-        return
+    frees = "gc frees" if totals.certain else "gc frees nothing while in doubt"
     click.echo(
         f"\nReachable: {human_size(totals.reachable)} in {totals.reachable_blobs} blobs; "
-        f"unreachable: {human_size(totals.unreachable)} in {totals.unreachable_blobs} blobs (gc frees)"
+        f"unreachable: {human_size(totals.unreachable)} in {totals.unreachable_blobs} blobs ({frees})"
         + (
             f" + {human_size(totals.unreachable_young)} in {totals.unreachable_young_blobs} "
             "younger than the grace period"

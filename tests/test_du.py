@@ -109,3 +109,20 @@ def test_references_sort_and_json(fixture_layout) -> None:
     assert names == sorted(names)
     with pytest.raises(UsageError):
         Layout.open(root).du(sort="colour")
+
+
+def test_doubt_is_said_in_the_totals_line(fixture_layout) -> None:
+    root = fixture_layout("sparse")
+    result = CliRunner().invoke(cli, ["du", str(root), "--grace", "0"])
+    assert result.exit_code == 0 and "gc frees nothing while in doubt" in result.stdout
+
+
+def test_sort_by_created_compares_times_not_text() -> None:
+    from ocilayout.du import ImageUsage, _sort
+
+    images = [
+        ImageUsage("sha256:a", ["old"], 1, 1, 0, "2024-01-01T10:00:00+05:00"),  # 05:00 UTC
+        ImageUsage("sha256:b", ["new"], 1, 1, 0, "2024-01-01T06:00:00+00:00"),
+    ]
+    _sort(images, "created")
+    assert [i.names[0] for i in images] == ["new", "old"]

@@ -281,3 +281,24 @@ def test_a_signal_under_json_prints_the_error_document(fixture_layout) -> None:
         stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 143 and stderr == "error: terminated\n"
     assert json.loads(stdout)["error"] == {"message": "terminated", "exit_code": 143, "kind": "terminated"}
+
+
+def test_rm_all_with_references_is_a_usage_error(fixture_layout) -> None:
+    root = fixture_layout("multi")
+    before = snapshot(root)
+    proc = subprocess.run(cli_command("rm", root, "--all", "nosuch"), capture_output=True, text=True)
+    assert proc.returncode == 2 and snapshot(root) == before
+
+
+def test_no_child_hint_for_a_name_with_a_hex_tag(fixture_layout) -> None:
+    root = fixture_layout("multiarch")
+    child = Layout.open(root).tree().roots[0].children[0].digest.split(":")[1]
+    for reference in (f"myapp:{child[:4]}", f"sha512:{child[:4]}"):
+        result = invoke("rm", root, reference)
+        assert result.exit_code == 3 and "inside the index" not in result.stderr
+    nested = fixture_layout("nested3")
+    deep = Layout.open(nested).tree().roots[0]
+    while deep.children and deep.kind == "index":
+        deep = deep.children[0]
+    result = invoke("rm", nested, deep.digest)
+    assert result.exit_code == 3 and "inside the index" in result.stderr

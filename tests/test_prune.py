@@ -246,3 +246,43 @@ def test_prune_matches_the_model_and_keeps_what_kept_images_reach(generate_modul
             assert row.missing == 0, row
         gone = before_blobs - blobs(root)
         assert report.removal.blobs_deleted == len(gone)
+
+
+def test_dangling_keeps_referrers_of_kept_images_and_removes_all_without_a_cutoff(tmp_path, generate_module) -> None:
+    """Review: `--dangling` must not strip signatures of images the policy keeps; alone, it
+    removes every unnamed image, undated too."""
+    root = tmp_path / "lay"
+    w = generate_module.LayoutWriter(root)
+    kept = w.image([b"kept layer"], {"architecture": "amd64", "os": "linux", "created": created(1)})
+    w.add_entry(kept, name="app:1")
+    sbom = w.image([b"sbom"], {"architecture": "amd64", "os": "linux", "created": created(30)}, subject=kept)
+    w.add_entry(sbom)
+    undated = w.image([b"leftover"], {"architecture": "amd64", "os": "linux"})
+    w.add_entry(undated)
+    w.finish()
+    report = Layout.open(root).prune(keep_last=1, dangling=True, keep_within="7d", dry_run=True, now=NOW)
+    assert [d.digest for d in report.dangling_removed] == []
+    Layout.open(root).prune(dangling=True, now=NOW)
+    left = {m["digest"] for m in json.loads((root / "index.json").read_bytes())["manifests"]}
+    assert left == {kept["digest"], sbom["digest"]}, "the undated leftover went; the signature stayed"
+
+
+def test_a_name_on_two_images_is_kept_with_a_warning(tmp_path, generate_module) -> None:
+    root = tmp_path / "lay"
+    build(root, generate_module, [(["app:x"], 30), (["app:x"], 20), (["app:new"], 1)])
+    report = Layout.open(root).prune(keep_last=1, now=NOW)
+    assert report.exit_code == 0 and any("app:x" in w for w in report.warnings)
+    assert names_of(root) == {"app:x", "app:new"}
+
+
+def test_an_absurd_keep_within_is_a_usage_error(tmp_path, generate_module) -> None:
+    root = tmp_path / "lay"
+    build(root, generate_module, [(["app:1"], 3)])
+    for value in ("3000000d", "99999999999999w"):
+        with pytest.raises(UsageError):
+            Layout.open(root).prune(keep_within=value, now=NOW)
+
+
+def test_a_digest_pinned_name_belongs_to_its_repository() -> None:
+    assert repository_of("app@sha256:" + "a" * 64) == "app"
+    assert repository_of("reg:5000/app@sha256:" + "a" * 64) == "reg:5000/app"
