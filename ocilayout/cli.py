@@ -138,7 +138,7 @@ def _wants_json() -> bool:
 @click.version_option(package_name="ocilayout")
 @common_options
 def cli() -> None:
-    """Manipulate OCI image-layout directories in place: list, inspect, tag, delete, gc, verify.
+    """Manipulate OCI image-layout directories in place: list, inspect, tag, delete, prune, du, gc, verify.
 
     Exit codes: 0 success; 1 some work failed or problems found; 2 usage error;
     3 not found; 4 conflict; 5 invalid or corrupt layout; 6 lock not acquired;
