@@ -41,6 +41,8 @@ _WHERE = {
     "ImageRow": "listing",
     "InspectReport": "listing",
     "TreeNode": "listing",
+    "Referrer": "referrers",
+    "ReferrersReport": "referrers",
     "Resolved": "resolve",
     "TagReport": "tagging",
     "UntagReport": "tagging",
@@ -74,6 +76,8 @@ __all__ = [
     "ReferenceFailure",
     "RemovalReport",
     "RemovedBlob",
+    "Referrer",
+    "ReferrersReport",
     "Resolved",
     "StrayFile",
     "TagReport",
@@ -122,6 +126,7 @@ if TYPE_CHECKING:
     from .layout import Layout, Listing, Tree
     from .listing import ImageRow, InspectReport, TreeNode
     from .prune import PruneReport
+    from .referrers import Referrer, ReferrersReport
     from .resolve import Resolved
     from .storage import StrayFile
     from .tagging import TagReport, UntagReport

@@ -138,7 +138,8 @@ def _wants_json() -> bool:
 @click.version_option(package_name="ocilayout")
 @common_options
 def cli() -> None:
-    """Manipulate OCI image-layout directories in place: list, inspect, tag, delete, prune, du, gc, verify.
+    """Manipulate OCI image-layout directories in place: list, inspect, referrers, tag, delete, prune, du,
+    gc, verify.
 
     Exit codes: 0 success; 1 some work failed or problems found; 2 usage error;
     3 not found; 4 conflict; 5 invalid or corrupt layout; 6 lock not acquired;
@@ -186,6 +187,23 @@ def inspect_command(layout: Path, reference: str | None, platform: str | None, o
 def tree_command(layout: Path, reference: str | None, output_format: str, quiet: bool) -> None:
     """Show the nested structure of REFERENCE, or of every entry."""
     render.print_tree(_open(layout).tree(reference), output_format, quiet)
+
+
+@cli.command("referrers")
+@layout_argument
+@click.argument("reference", required=False)
+@click.option("-r", "--recursive", is_flag=True, help="Also the referrers of referrers.")
+@click.option("--artifact-type", metavar="TYPE", help="Only referrers of this artifact type.")
+@format_option
+@quiet_option
+@common_options
+@handle_errors
+def referrers_command(
+    layout: Path, reference: str | None, recursive: bool, artifact_type: str | None, output_format: str, quiet: bool
+) -> None:
+    """List the manifests whose subject is REFERENCE (signatures, SBOMs), like `oras discover`."""
+    report = _open(layout).referrers(reference, recursive=recursive, artifact_type=artifact_type)
+    render.print_referrers(report, output_format, quiet)
 
 
 # -- changing -----------------------------------------------------------------------------

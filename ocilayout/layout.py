@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # each command imports only what it uses (start-up time is pe
     from .gc import GcReport
     from .listing import ImageRow, InspectReport, TreeNode
     from .prune import PruneReport
+    from .referrers import ReferrersReport
     from .tagging import TagReport, UntagReport
     from .verify import ProgressCallback, VerifyReport
 
@@ -317,6 +318,18 @@ class Layout:
         return usage(
             self.store, self.index, graph, selected, allow_sparse=allow_sparse, grace=parse_duration(grace), sort=sort
         )
+
+    @_command
+    def referrers(
+        self, reference: str | None = None, *, recursive: bool = False, artifact_type: str | None = None
+    ) -> ReferrersReport:
+        """The manifests whose `subject` is REF (signatures, SBOMs...), like `oras discover`;
+        `recursive` adds their referrers in turn."""
+        from .referrers import find_referrers
+
+        graph = self.graph()
+        subject = resolve(self.index, reference, graph).digest
+        return find_referrers(self.index, graph, subject, recursive=recursive, artifact_type=artifact_type)
 
     def _transaction(
         self, lock_timeout: float, *, dry_run: bool, allow_sparse: bool = False

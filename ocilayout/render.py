@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .layout import Listing, Tree
     from .listing import ImageRow, TreeNode
     from .prune import PruneReport
+    from .referrers import Referrer, ReferrersReport
     from .tagging import TagReport, UntagReport
     from .verify import VerifyReport
 
@@ -411,3 +412,32 @@ def print_du(report: DuReport, output_format: str, quiet: bool) -> None:
     )
     if not totals.certain:
         click.echo("Exclusive sizes are 0 where what another image reaches is in doubt (see warnings).")
+
+
+def print_referrers(report: ReferrersReport, output_format: str, quiet: bool) -> None:
+    """`referrers`: a tree under the subject (digest, artifact type, names, size, created)."""
+    if output_format == "json":
+        click.echo(dumps(report))
+        return
+    print_warnings(report.warnings, quiet)
+    if quiet:
+        stack = list(reversed(report.referrers))
+        while stack:
+            referrer = stack.pop()
+            click.echo(referrer.digest)
+            stack.extend(reversed(referrer.referrers))
+        return
+    lines = [report.subject]
+    todo: list[tuple[Referrer, str, bool]] = [
+        (r, "", i == len(report.referrers) - 1) for i, r in reversed(list(enumerate(report.referrers)))
+    ]
+    while todo:
+        referrer, prefix, last = todo.pop()
+        names = f" [{', '.join(referrer.names)}]" if referrer.names else ""
+        label = f"{referrer.artifact_type or referrer.media_type or '?'} {referrer.digest}{names}"
+        label += f" ({human_size(referrer.size)}{', ' + referrer.created if referrer.created else ''})"
+        lines.append(printable(f"{prefix}{'└── ' if last else '├── '}{label}"))
+        inner = prefix + ("    " if last else "│   ")
+        children = referrer.referrers
+        todo.extend((c, inner, i == len(children) - 1) for i, c in reversed(list(enumerate(children))))
+    click.echo("\n".join(lines))
