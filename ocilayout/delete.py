@@ -10,7 +10,7 @@ entry does, through the root index and every nested index.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from .digest import Digest
 from .errors import ConflictError, NotFoundError, OcilayoutError
@@ -163,7 +163,7 @@ def plan_removal(
     if prune and deleted:
         _prune_parents(graph, groups, deleted, removed_entries, report)
     if not keep_referrers and deleted:
-        _cascade_referrers(index, graph, groups, deleted, removed_entries, report)
+        _cascade_referrers(graph, groups, deleted, removed_entries, report)
 
     new_entries = None
     if removed_entries:
@@ -214,15 +214,6 @@ def _remove_image(
     report.images.append(ImageRemoval(id=str(digest), names=[], deleted=True, reason=reason))
 
 
-def _dangling(groups: dict[Digest, list[Entry]], removed: set[int]) -> list[tuple[Digest, list[Entry]]]:
-    """Images with no name whose entries are all still present."""
-    return [
-        (digest, entries)
-        for digest, entries in groups.items()
-        if all(e.name is None for e in entries) and not any(e.position in removed for e in entries)
-    ]
-
-
 def _prune_parents(
     graph: Graph,
     groups: dict[Digest, list[Entry]],
@@ -260,8 +251,35 @@ def _is_dangling(entries: list[Entry]) -> bool:
     return all(e.name is None for e in entries)
 
 
+def dangling_referrers(groups: dict[Digest, list[Entry]], graph: Graph) -> dict[str, list[Digest]]:
+    """Subject digest → the unnamed images whose manifest refers to it: what deleting the
+    subject takes along (named referrers stay)."""
+    referrers: dict[str, list[Digest]] = {}
+    for digest, entries in groups.items():
+        if _is_dangling(entries):
+            subject = graph.node(entries[0].descriptor).subject
+            if subject is not None:
+                referrers.setdefault(subject.digest, []).append(digest)
+    return referrers
+
+
+def referrer_cascade(deleted: Iterable[Digest], referrers: dict[str, list[Digest]]) -> list[tuple[Digest, Digest]]:
+    """(referrer, subject) for every dangling referrer that deleting `deleted` removes,
+    recursively (a signature of an SBOM of the image), breadth first."""
+    seen = set(deleted)
+    todo = list(seen)
+    cascade = []
+    while todo:
+        subject = todo.pop(0)
+        for referrer in referrers.get(subject, ()):
+            if referrer not in seen:
+                seen.add(referrer)
+                cascade.append((referrer, subject))
+                todo.append(referrer)
+    return cascade
+
+
 def _cascade_referrers(
-    index: IndexFile,
     graph: Graph,
     groups: dict[Digest, list[Entry]],
     deleted: list[Digest],
@@ -269,16 +287,8 @@ def _cascade_referrers(
     report: RemovalReport,
 ) -> None:
     """Dangling referrers of deleted images go too, recursively; named ones stay."""
-    gone = set(deleted)
-    changed = True
-    while changed:
-        changed = False
-        for digest, entries in _dangling(groups, removed):
-            subject = graph.node(entries[0].descriptor).subject
-            if subject is not None and subject.digest in gone:
-                _remove_image(digest, entries, f"referrer of {subject.digest}", removed, report, deleted)
-                gone.add(digest)
-                changed = True
+    for referrer, subject in referrer_cascade(list(deleted), dangling_referrers(groups, graph)):
+        _remove_image(referrer, groups[referrer], f"referrer of {subject}", removed, report, deleted)
 
 
 def _doomed_blobs(

@@ -19,9 +19,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from .delete import dangling_referrers, referrer_cascade
 from .digest import Digest
 from .graph import Graph, live_set
-from .indexfile import Entry, IndexFile
+from .indexfile import IndexFile
 from .storage import LayoutStore
 
 SORT_KEYS = ("size", "exclusive", "shared", "name", "created")
@@ -104,10 +105,10 @@ def usage(
 
     report = DuReport()
     report.totals.certain = not doubtful
-    referrers = _dangling_referrers(groups, graph)
+    referrers = dangling_referrers(groups, graph)
     for digest in selected if selected is not None else list(groups):
         blobs = reach[digest]
-        removed = _removed_with(digest, referrers)
+        removed = {digest} | {r for r, _ in referrer_cascade([digest], referrers)}  # what rm takes along
         exclusive = 0
         if not (doubtful - removed):  # rm frees nothing while a survivor is in doubt
             exclusive = sum(size_of(b) for b in _freed(removed, reach, users) if b in local)
@@ -147,30 +148,6 @@ def usage(
     totals.reachable_blobs = len(reached)
     report.warnings = [*index.warnings, *graph.warnings]
     return report
-
-
-def _dangling_referrers(groups: dict[Digest, list[Entry]], graph: Graph) -> dict[str, list[Digest]]:
-    """Subject digest → the unnamed images whose manifest refers to it (what `rm` cascades to)."""
-    referrers: dict[str, list[Digest]] = {}
-    for digest, entries in groups.items():
-        if any(e.name is not None for e in entries):
-            continue
-        subject = graph.node(entries[0].descriptor).subject
-        if subject is not None:
-            referrers.setdefault(subject.digest, []).append(digest)
-    return referrers
-
-
-def _removed_with(digest: Digest, referrers: dict[str, list[Digest]]) -> set[Digest]:
-    """The images `rm` of `digest` removes: it, and its dangling referrers, recursively."""
-    removed = {digest}
-    todo = [digest]
-    while todo:
-        for other in referrers.get(todo.pop(), ()):
-            if other not in removed:
-                removed.add(other)
-                todo.append(other)
-    return removed
 
 
 def _freed(removed: set[Digest], reach: dict[Digest, set[str]], users: dict[str, list[Digest]]) -> set[str]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
 
-from .delete import RemovalReport, finish_report, plan_removal
+from .delete import RemovalPlan, RemovalReport, finish_report, plan_removal
 from .descriptor import Platform, parse_platform_spec
 from .errors import UsageError
 from .graph import Graph
@@ -207,13 +207,18 @@ class Layout:
                 remove_all=remove_all,
                 ignore_missing=ignore_missing,
             )
-            result = txn.commit(plan.new_entries, [(d, self.store.local_path(d)) for d in plan.doomed])
-        report = finish_report(plan, result.freed, result.errors, dry_run=dry_run)
+            report = self._commit_removal(txn, plan)
+        self.reload()
+        return report
+
+    def _commit_removal(self, txn: Transaction, plan: RemovalPlan) -> RemovalReport:
+        """Write a removal plan (rm, prune) through the transaction and report what it freed."""
+        result = txn.commit(plan.new_entries, [(d, self.store.local_path(d)) for d in plan.doomed])
+        report = finish_report(plan, result.freed, result.errors, dry_run=txn.dry_run)
         if result.kept_for_foreign_writer:
             report.warnings.append(
                 f"kept {len(result.kept_for_foreign_writer)} blobs that another writer made reachable meanwhile"
             )
-        self.reload()
         return report
 
     @_command
@@ -278,20 +283,14 @@ class Layout:
         from .prune import Policy, choose, fill, now_utc, parse_age
 
         within = parse_age(keep_within) if isinstance(keep_within, str) else keep_within
-        if within is not None and within.total_seconds() > 1000 * 366 * 86400:
-            raise UsageError("keep_within is longer than 1000 years")
         policy = Policy(
             keep_last, within, tuple(_several(references, "references")), tuple(_several(keep, "keep")), dangling
         )
         with self._transaction(lock_timeout, dry_run=dry_run, allow_sparse=allow_sparse) as txn:
             choice = choose(txn.index, txn.graph, policy, now or now_utc())
             targets = choice.names + [str(d) for d in choice.dangling]
-            if not targets:
-                self.reload()
-                return fill(choice.report, RemovalReport(dry_run=dry_run))
             plan = plan_removal(txn.store, txn.index, txn.graph, targets, allow_sparse=allow_sparse)
-            result = txn.commit(plan.new_entries, [(d, self.store.local_path(d)) for d in plan.doomed])
-        removal = finish_report(plan, result.freed, result.errors, dry_run=dry_run)
+            removal = self._commit_removal(txn, plan)
         self.reload()
         return fill(choice.report, removal)
 

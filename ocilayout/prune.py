@@ -109,6 +109,8 @@ class Policy:
             raise UsageError("prune needs --keep-last N and/or --keep-within DURATION (or --dangling)")
         if self.keep_last is not None and self.keep_last < 0:
             raise UsageError(f"--keep-last must be >= 0, got {self.keep_last}")
+        if self.keep_within is not None and not timedelta(0) <= self.keep_within <= timedelta(seconds=_MAX_AGE):
+            raise UsageError(f"--keep-within must be between 0 and 1000 years, got {self.keep_within}")
 
 
 @dataclass(slots=True)
