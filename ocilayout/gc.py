@@ -27,7 +27,7 @@ from .errors import CorruptLayoutError, NotFoundError, UsageError
 from .graph import live_set
 from .indexfile import IndexFile
 from .lock import DEFAULT_LOCK_TIMEOUT, LOCK_FILE
-from .storage import INDEX_FILE, LAYOUT_FILE, BlobFile, LayoutStore, StrayFile
+from .storage import INDEX_FILE, LAYOUT_FILE, BlobFile, LayoutStore, StrayFile, open_store
 from .transaction import transaction
 
 DEFAULT_GRACE = 3600.0
@@ -222,7 +222,9 @@ def gc_shared(
             f"{shared} is the blobs directory of the layout {owner}, which is not among the --layout list: "
             "name it too, or it would lose blobs it uses"
         )
-    stores = [_open_layout(root, shared) for root in roots]
+    stores = [open_store(root, shared) for root in roots]
+    for store in stores:
+        store.check_layout_file()
     return collect(
         stores,
         shared,
@@ -243,16 +245,6 @@ def _owning_layout(directory: Path) -> Path | None:
     if real.name == "blobs" and ((parent / LAYOUT_FILE).exists() or (parent / INDEX_FILE).exists()):
         return parent
     return None
-
-
-def _open_layout(root: Path, shared: Path) -> LayoutStore:
-    if not root.exists():
-        raise NotFoundError(f"{root}: no such layout directory")
-    if not root.is_dir():
-        raise CorruptLayoutError(f"{root}: not a directory")
-    store = LayoutStore(root, shared)
-    store.check_layout_file()
-    return store
 
 
 def _root_temp_files(root: Path) -> list[BlobFile]:

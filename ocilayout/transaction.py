@@ -38,7 +38,6 @@ def crash_point(name: str) -> None:
 class CommitResult:
     """What the write path did (or, in a dry run, would do)."""
 
-    index_written: bool = False
     freed: dict[Digest, int] = field(default_factory=dict)  # blob → bytes
     errors: dict[str, str] = field(default_factory=dict)  # digest or path → message
     kept_for_foreign_writer: list[Digest] = field(default_factory=list)
@@ -103,7 +102,6 @@ class Transaction:
         if new_entries is not None:
             expected[0] = self.index.serialise(new_entries)
             self.store.write_index(expected[0])
-            result.index_written = True
             crash_point("after-index-write")
         doomed = list(blobs)
         if doomed:
