@@ -10,11 +10,12 @@ entry does, through the root index and every nested index.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
+from .cascade import settle
 from .digest import Digest
 from .errors import ConflictError, NotFoundError, OcilayoutError
-from .graph import Graph, live_set
+from .graph import Graph
 from .indexfile import Entry, IndexFile
 from .mediatypes import Kind
 from .resolve import Resolved, resolve
@@ -162,13 +163,10 @@ def plan_removal(
 
     if prune and deleted:
         _prune_parents(graph, groups, deleted, removed_entries, report)
-    if not keep_referrers and deleted:
-        _cascade_referrers(graph, groups, deleted, removed_entries, report)
-
+    doomed, owners = _settle(store, index, graph, removed_entries, report, keep_referrers, allow_sparse)
     new_entries = None
     if removed_entries:
         new_entries = [e.raw for e in index.entries if e.position not in removed_entries]
-    doomed, owners = _doomed_blobs(store, index, graph, removed_entries, report, allow_sparse)
     report.warnings.extend(w for w in graph.warnings if w not in report.warnings)
     return RemovalPlan(new_entries, doomed, owners, report)
 
@@ -251,69 +249,32 @@ def _is_dangling(entries: list[Entry]) -> bool:
     return all(e.name is None for e in entries)
 
 
-def dangling_referrers(groups: dict[Digest, list[Entry]], graph: Graph) -> dict[str, list[Digest]]:
-    """Subject digest → the unnamed images whose manifest refers to it: what deleting the
-    subject takes along (named referrers stay)."""
-    referrers: dict[str, list[Digest]] = {}
-    for digest, entries in groups.items():
-        if _is_dangling(entries):
-            subject = graph.node(entries[0].descriptor).subject
-            if subject is not None:
-                referrers.setdefault(subject.digest, []).append(digest)
-    return referrers
-
-
-def referrer_cascade(deleted: Iterable[Digest], referrers: dict[str, list[Digest]]) -> list[tuple[Digest, Digest]]:
-    """(referrer, subject) for every dangling referrer that deleting `deleted` removes,
-    recursively (a signature of an SBOM of the image), breadth first."""
-    seen = set(deleted)
-    todo = list(seen)
-    cascade = []
-    while todo:
-        subject = todo.pop(0)
-        for referrer in referrers.get(subject, ()):
-            if referrer not in seen:
-                seen.add(referrer)
-                cascade.append((referrer, subject))
-                todo.append(referrer)
-    return cascade
-
-
-def _cascade_referrers(
+def _settle(
+    store: LayoutStore,
+    index: IndexFile,
     graph: Graph,
-    groups: dict[Digest, list[Entry]],
-    deleted: list[Digest],
     removed: set[int],
     report: RemovalReport,
-) -> None:
-    """Dangling referrers of deleted images go too, recursively; named ones stay."""
-    for referrer, subject in referrer_cascade(list(deleted), dangling_referrers(groups, graph)):
-        _remove_image(referrer, groups[referrer], f"referrer of {subject}", removed, report, deleted)
-
-
-def _doomed_blobs(
-    store: LayoutStore, index: IndexFile, graph: Graph, removed: set[int], report: RemovalReport, allow_sparse: bool
+    keep_referrers: bool,
+    allow_sparse: bool,
 ) -> tuple[list[Digest], dict[Digest, int]]:
-    """Blobs the removed entries reach and the live set of the remaining ones does not, present
-    in our own blobs/; none at all while that live set is in doubt."""
-    removed_roots = [e for e in index.entries if e.position in removed]
-    if not removed_roots:
+    """The cascades (DESIGN 3.7) of the removed entries, added to `removed` and the report, and
+    the blobs of our own blobs/ that nothing surviving reaches (none while in doubt)."""
+    if not removed:
         return [], {}
-    # What the removed entries reach first (their nodes stay cached), then the live set of
-    # the others (one pass that keeps no parsed manifest): each blob is parsed once.
     positions = {img.id: i for i, img in enumerate(report.images) if img.deleted}
-    candidates: dict[Digest, int] = {}
-    for entry in removed_roots:
-        owner = positions.get(str(entry.digest), -1)
-        for descriptor, *_ in graph.walk([entry.descriptor]):
-            candidates.setdefault(descriptor.digest, owner)
-    remaining = (e.descriptor for e in index.entries if e.position not in removed)
-    live = live_set(graph, remaining, allow_sparse=allow_sparse)
-    if not live.certain:
-        report.warnings.append(live.doubt_message())
-        return [], {}
-    # absent, or only in the shared directory (which we never touch): not ours to delete
-    owners = {d: owner for d, owner in candidates.items() if d not in live and store.is_local(d)}
+    gone = [(positions.get(str(e.digest), -1), e.descriptor) for e in index.entries if e.position in removed]
+    survivors = [(e.position, e.descriptor, e.name) for e in index.entries if e.position not in removed]
+    settled = settle(store, graph, survivors, gone, keep_referrers=keep_referrers, allow_sparse=allow_sparse)
+    report.warnings.extend(settled.warnings)
+    groups = index.by_digest()
+    cascaded_at = []
+    for cascaded in settled.cascaded:
+        removed.update(e.position for e in groups[cascaded.digest])
+        cascaded_at.append(len(report.images))
+        reason = f"{cascaded.reason} of {cascaded.cause}"
+        report.images.append(ImageRemoval(id=str(cascaded.digest), names=[], deleted=True, reason=reason))
+    owners = {d: owner if owner >= -1 else cascaded_at[-2 - owner] for d, owner in settled.doomed.items()}
     return list(owners), owners
 
 

@@ -19,10 +19,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from .delete import dangling_referrers, referrer_cascade
 from .digest import Digest
 from .graph import Graph, live_set
-from .indexfile import IndexFile
+from .indexfile import Entry, IndexFile
+from .mediatypes import Kind
 from .storage import LayoutStore
 
 SORT_KEYS = ("size", "exclusive", "shared", "name", "created")
@@ -105,13 +105,12 @@ def usage(
 
     report = DuReport()
     report.totals.certain = not doubtful
-    referrers = dangling_referrers(groups, graph)
+    cascade = _Cascade(groups, graph, reach, users)
     for digest in selected if selected is not None else list(groups):
         blobs = reach[digest]
-        removed = {digest} | {r for r, _ in referrer_cascade([digest], referrers)}  # what rm takes along
         exclusive = 0
-        if not (doubtful - removed):  # rm frees nothing while a survivor is in doubt
-            exclusive = sum(size_of(b) for b in _freed(removed, reach, users) if b in local)
+        if not (doubtful - {digest}):  # rm frees nothing while a survivor is in doubt
+            exclusive = sum(size_of(b) for b in cascade.freed_by(digest) if b in local)
         shared = sum(size_of(b) for b in blobs if len(users[b]) > 1)
         report.images.append(
             ImageUsage(
@@ -148,6 +147,54 @@ def usage(
     totals.reachable_blobs = len(reached)
     report.warnings = [*index.warnings, *graph.warnings]
     return report
+
+
+class _Cascade:
+    """What `rm` of one image takes along (DESIGN 3.7, as `cascade.settle` decides it), on the
+    per-image reach sets: dangling referrers of whatever it frees, and unnamed entries held
+    in a deleted index that only such entries still reach."""
+
+    def __init__(
+        self,
+        groups: dict[Digest, list[Entry]],
+        graph: Graph,
+        reach: dict[Digest, set[str]],
+        users: dict[str, list[Digest]],
+    ) -> None:
+        self.reach = reach
+        self.users = users
+        self.referrers_of: dict[str, list[Digest]] = {}
+        dangling = [d for d, entries in groups.items() if all(e.name is None for e in entries)]
+        children = []
+        for digest in dangling:
+            subject = graph.node(groups[digest][0].descriptor).subject
+            if subject is not None:
+                self.referrers_of.setdefault(subject.digest, []).append(digest)
+            elif len(users[digest]) > 1:
+                children.append(digest)
+        # Which images hold each such entry in an index's manifests (walked only for those).
+        self.held_by: dict[Digest, set[Digest]] = {}
+        for child in children:
+            for holder in users[child]:
+                if holder == child:
+                    continue
+                for descriptor, parent, depth, _, _ in graph.walk([groups[holder][0].descriptor]):
+                    if descriptor.digest == child and depth and parent is not None and parent.kind is Kind.INDEX:
+                        self.held_by.setdefault(child, set()).add(holder)
+                        break
+
+    def freed_by(self, digest: Digest) -> set[str]:
+        """The blobs `rm` of `digest` alone frees, its cascades included."""
+        removed = {digest}
+        while True:
+            freed = _freed(removed, self.reach, self.users)
+            new = {r for blob in freed for r in self.referrers_of.get(blob, ()) if r not in removed}
+            orphaned = {c for c, holders in self.held_by.items() if c not in removed and holders & removed}
+            gone = removed | orphaned
+            new |= {c for c in orphaned if all(u in gone for u in self.users[c])}
+            if not new:
+                return freed
+            removed |= new
 
 
 def _freed(removed: set[Digest], reach: dict[Digest, set[str]], users: dict[str, list[Digest]]) -> set[str]:
