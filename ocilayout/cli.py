@@ -226,6 +226,13 @@ def referrers_command(
     "-a", "--all", "remove_all", is_flag=True, help="Remove every image, with all its names (no --force needed)."
 )
 @click.option("-i", "--ignore", "ignore_missing", is_flag=True, help="A reference that matches nothing is no error.")
+@click.option(
+    "--platform",
+    "platforms",
+    multiple=True,
+    metavar="OS/ARCH[/VARIANT]",
+    help="Trim this platform out of each named multi-platform index instead (repeatable); names move to the new index.",
+)
 @allow_sparse_option
 @dry_run_option
 @lock_option
@@ -242,6 +249,7 @@ def rm_command(
     keep_referrers: bool,
     remove_all: bool,
     ignore_missing: bool,
+    platforms: tuple[str, ...],
     allow_sparse: bool,
     dry_run: bool,
     lock_timeout: float,
@@ -253,7 +261,12 @@ def rm_command(
     By name, when other names point at the same image, only the name goes
     (untag). The last name removes the image. By digest, an image with several
     names is a conflict (exit 4) unless --force. Blobs in a --shared-blobs
-    directory are never deleted.
+    directory are never deleted. Dangling referrers of what is freed, and
+    unnamed entries held only by a deleted index, go too.
+
+    With --platform, each REF must be a multi-platform index: a new index
+    without those platforms is written (all else kept), every name of REF
+    moves to it, and the blobs only the removed platforms used are deleted.
     """
     if not references and not filters and not remove_all:
         raise click.UsageError("name at least one reference, --filter or --all")
@@ -268,6 +281,7 @@ def rm_command(
         allow_sparse=allow_sparse,
         remove_all=remove_all,
         ignore_missing=ignore_missing,
+        platforms=platforms,
         dry_run=dry_run,
         lock_timeout=lock_timeout,
     )

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from .cascade import settle
+from .descriptor import Platform
 from .digest import Digest
 from .errors import ConflictError, NotFoundError, OcilayoutError
 from .graph import Graph
@@ -20,6 +21,7 @@ from .indexfile import Entry, IndexFile
 from .mediatypes import Kind
 from .resolve import Resolved, resolve
 from .storage import LayoutStore
+from .trim import PlatformTrim, plan_trim
 
 
 @dataclass(slots=True)
@@ -55,11 +57,12 @@ class RemovalReport:
     blobs_deleted: int = 0
     bytes_freed: int = 0
     dry_run: bool = False
+    trims: list[PlatformTrim] = field(default_factory=list)  # `rm REF --platform P`
 
     @property
     def ok(self) -> bool:
         """True when every reference was handled without error."""
-        return not self.failures and not any(i.errors for i in self.images)
+        return not self.failures and not any(i.errors for i in self.images) and not any(t.errors for t in self.trims)
 
     @property
     def exit_code(self) -> int:
@@ -67,7 +70,7 @@ class RemovalReport:
         if self.ok:
             return 0
         codes = {f.exit_code for f in self.failures}
-        did_something = any(i.deleted or i.untagged for i in self.images)
+        did_something = bool(self.trims) or any(i.deleted or i.untagged for i in self.images)
         if len(codes) == 1 and not did_something:
             return codes.pop()
         return 1
@@ -81,6 +84,8 @@ class RemovalPlan:
     doomed: list[Digest]
     owners: dict[Digest, int]  # doomed blob → position of the image it is attributed to
     report: RemovalReport
+    new_blobs: list[tuple[Digest, bytes]] = field(default_factory=list)  # written before index.json
+    trim_owners: dict[Digest, int] = field(default_factory=dict)  # doomed blob → position in report.trims
 
 
 @dataclass(slots=True)
@@ -169,6 +174,38 @@ def plan_removal(
         new_entries = [e.raw for e in index.entries if e.position not in removed_entries]
     report.warnings.extend(w for w in graph.warnings if w not in report.warnings)
     return RemovalPlan(new_entries, doomed, owners, report)
+
+
+def plan_platform_removal(
+    store: LayoutStore,
+    index: IndexFile,
+    graph: Graph,
+    references: Sequence[str],
+    platforms: Sequence[Platform],
+    *,
+    keep_referrers: bool = False,
+    allow_sparse: bool = False,
+) -> RemovalPlan:
+    """`rm REF --platform P`: each REF's index rewritten without P (trim.py), its names moved,
+    and the blobs only P and the old index blobs used, with the cascades (DESIGN 3.7, 3.11)."""
+    trimmed = plan_trim(store, index, graph, references, platforms)
+    report = RemovalReport(warnings=list(index.warnings), trims=trimmed.trims)
+    settled = settle(
+        store, graph, trimmed.survivors, trimmed.gone, keep_referrers=keep_referrers, allow_sparse=allow_sparse
+    )
+    report.warnings.extend(settled.warnings)
+    dropped: set[int] = set()
+    cascaded_at = []
+    for cascaded in settled.cascaded:
+        dropped.update(p for p, descriptor, _ in trimmed.survivors if descriptor.digest == cascaded.digest)
+        cascaded_at.append(len(report.images))
+        reason = f"{cascaded.reason} of {cascaded.cause}"
+        report.images.append(ImageRemoval(id=str(cascaded.digest), names=[], deleted=True, reason=reason))
+    owners = {d: cascaded_at[-2 - owner] for d, owner in settled.doomed.items() if owner <= -2}
+    trim_owners = {d: owner for d, owner in settled.doomed.items() if owner >= 0}
+    new_entries = [raw for position, raw in enumerate(trimmed.new_entries) if position not in dropped]
+    report.warnings.extend(w for w in graph.warnings if w not in report.warnings)
+    return RemovalPlan(new_entries, list(settled.doomed), owners, report, trimmed.new_blobs, trim_owners)
 
 
 def child_hint(index: IndexFile, graph: Graph, reference: str) -> str:
@@ -287,16 +324,30 @@ def finish_report(plan: RemovalPlan, freed: dict[Digest, int], errors: dict[str,
         if 0 <= owner < len(report.images):
             report.images[owner].bytes_freed += size
             report.images[owner].blobs_deleted += 1
+        elif digest in plan.trim_owners:
+            report.trims[plan.trim_owners[digest]].bytes_freed += size
+            report.trims[plan.trim_owners[digest]].blobs_deleted += 1
         report.bytes_freed += size
         report.blobs_deleted += 1
     by_text = {str(d): owner for d, owner in plan.owners.items()}
+    trim_by_text = {str(d): owner for d, owner in plan.trim_owners.items()}
     for key, message in errors.items():
         owner = by_text.get(key, -1)
         if 0 <= owner < len(report.images):
             report.images[owner].errors.append(message)
+        elif key in trim_by_text:
+            report.trims[trim_by_text[key]].errors.append(message)
         else:
             report.failures.append(ReferenceFailure(key, message, 1))
     return report
 
 
-__all__ = ["ImageRemoval", "RemovalReport", "ReferenceFailure", "RemovalPlan", "plan_removal", "finish_report"]
+__all__ = [
+    "ImageRemoval",
+    "RemovalReport",
+    "ReferenceFailure",
+    "RemovalPlan",
+    "plan_removal",
+    "plan_platform_removal",
+    "finish_report",
+]

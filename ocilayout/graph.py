@@ -199,6 +199,13 @@ class Graph:
             self._nodes[digest] = node
         return node
 
+    def adopt(self, digest: Digest, data: bytes) -> Node:
+        """Learn a document about to be written (a trimmed index) before its blob exists, so a
+        live set over the new `index.json` can be decided before anything is written."""
+        node = self._from_document(digest, Kind.INDEX, loads_strict(data, f"new blob {digest}"))
+        self._nodes[digest] = node
+        return node
+
     def document(self, descriptor: Descriptor) -> Any:
         """A blob's parsed JSON for display (None when absent or not JSON); `node` reuses this read."""
         digest = descriptor.digest

@@ -183,16 +183,37 @@ def parse_index(data: bytes, what: str = "index.json") -> IndexFile:
 
 
 class EditedEntry(dict):  # type: ignore[type-arg]
-    """An entry object changed from `origin` (an entry as read) in its ref name only."""
+    """An entry object changed from `origin` (an entry as read) in its ref name (when
+    `renamed`) and in the members of `overrides` (key → new value) only."""
 
     origin: dict[str, Any]
-    ref_name: str | None
+    renamed: bool = False
+    ref_name: str | None = None
+    overrides: dict[str, Any]
+
+
+def _edited(raw: dict[str, Any]) -> EditedEntry:
+    entry = EditedEntry(raw)
+    entry.origin = raw.origin if isinstance(raw, EditedEntry) else raw
+    entry.overrides = dict(raw.overrides) if isinstance(raw, EditedEntry) else {}
+    if isinstance(raw, EditedEntry) and raw.renamed:
+        entry.renamed, entry.ref_name = True, raw.ref_name
+    return entry
+
+
+def with_members(raw: dict[str, Any], **members: Any) -> dict[str, Any]:
+    """A copy of an entry object with `members` replaced (e.g. a new `digest` and `size`);
+    serialised, every other member keeps its text."""
+    entry = _edited(raw)
+    entry.update(members)
+    entry.overrides.update(members)
+    return entry
 
 
 def with_name(raw: dict[str, Any], name: str | None) -> dict[str, Any]:
     """A copy of an entry object with its ref name set, or removed when `name` is None."""
-    entry = EditedEntry(raw)
-    entry.origin = raw.origin if isinstance(raw, EditedEntry) else raw
+    entry = _edited(raw)
+    entry.renamed = True
     entry.ref_name = name
     annotations = dict(entry.get("annotations") or {})
     if name is None:
@@ -276,13 +297,41 @@ def splice_manifests(source: bytes, originals: Iterable[Entry], entries: list[di
         if span is not None:
             parts.append(text[span[0] : span[1]])
         elif isinstance(entry, EditedEntry) and id(entry.origin) in by_identity:
-            parts.append(_with_ref_name(text, by_identity[id(entry.origin)], entry))
+            parts.append(_edit(text, by_identity[id(entry.origin)], entry))
         else:
             parts.append(_dumps(entry))
     array = "[" + ",".join(parts) + "]"
     if array_start is None:  # no manifests member at all: cannot happen for a parsed index
         raise CorruptLayoutError("index.json has no manifests list to rewrite")
     return (text[:array_start] + array + text[array_end:]).encode("utf-8")
+
+
+def _edit(text: str, span: tuple[int, int], entry: EditedEntry) -> str:
+    """The original text of an edited entry with only its edits applied."""
+    edited = _with_ref_name(text, span, entry) if entry.renamed else text[span[0] : span[1]]
+    for key, value in entry.overrides.items():
+        edited = _set_member(edited, (0, len(edited)), key, _dumps(value))
+    return edited
+
+
+def splice_array(source: bytes, key: str, kept: list[tuple[int, dict[str, Any]]]) -> bytes:
+    """`source` (a JSON object) with its `key` array made of the original elements at the
+    positions of `kept`, in that order, each with its members replaced by the given values;
+    every other byte of the document is kept (a trimmed index stays faithful)."""
+    text = source.decode("utf-8-sig" if source[:3] == b"\xef\xbb\xbf" else "utf-8")
+    members, _ = _members(text, _skip(text, 0))
+    found = [(value_start, value_end) for name, _, value_start, value_end in members if name == key]
+    if not found or text[found[-1][0]] != "[":
+        raise CorruptLayoutError(f"no {key} array to rewrite")
+    array_start = found[-1][0]
+    spans, closing = _elements(text, array_start)
+    parts = []
+    for position, changes in kept:
+        element = text[spans[position][0] : spans[position][1]]
+        for member, value in changes.items():
+            element = _set_member(element, (0, len(element)), member, _dumps(value))
+        parts.append(element)
+    return (text[:array_start] + "[" + ",".join(parts) + "]" + text[closing + 1 :]).encode("utf-8")
 
 
 def _with_ref_name(text: str, span: tuple[int, int], entry: EditedEntry) -> str:

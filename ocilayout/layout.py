@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
 
-from .delete import RemovalPlan, RemovalReport, finish_report, plan_removal
+from .delete import RemovalPlan, RemovalReport, finish_report, plan_platform_removal, plan_removal
 from .descriptor import Platform, parse_platform_spec
 from .errors import UsageError
 from .graph import Graph
@@ -175,6 +175,7 @@ class Layout:
         allow_sparse: bool = False,
         remove_all: bool = False,
         ignore_missing: bool = False,
+        platforms: Sequence[str | Platform] = (),
         dry_run: bool = False,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     ) -> RemovalReport:
@@ -185,9 +186,29 @@ class Layout:
         `allow_sparse` declares missing manifests below the entries absent on purpose;
         otherwise a missing one among what stays keeps every blob (it may live in a shared
         blob directory not named).
+        `platforms` (`os/arch[/variant]`) trims those platforms out of each referenced index
+        instead: a new index, every name of it moved there, the old platforms' blobs freed
+        (`report.trims` has old and new digests).
         """
         references = _several(references, "references")
         filters = _several(filters, "filters")
+        if platforms:
+            wanted = [parse_platform_spec(p) if isinstance(p, str) else p for p in _several(platforms, "platform")]
+            if filters or remove_all or prune or not references:
+                raise UsageError("--platform trims named images: give references, and no --filter, --all or --prune")
+            with self._transaction(lock_timeout, dry_run=dry_run, allow_sparse=allow_sparse) as txn:
+                plan = plan_platform_removal(
+                    txn.store,
+                    txn.index,
+                    txn.graph,
+                    references,
+                    wanted,
+                    keep_referrers=keep_referrers,
+                    allow_sparse=allow_sparse,
+                )
+                report = self._commit_removal(txn, plan)
+            self.reload()
+            return report
         parsed_filters = None
         if filters:
             from .filters import parse_filters
@@ -213,7 +234,9 @@ class Layout:
 
     def _commit_removal(self, txn: Transaction, plan: RemovalPlan) -> RemovalReport:
         """Write a removal plan (rm, prune) through the transaction and report what it freed."""
-        result = txn.commit(plan.new_entries, [(d, self.store.local_path(d)) for d in plan.doomed])
+        result = txn.commit(
+            plan.new_entries, [(d, self.store.local_path(d)) for d in plan.doomed], new_blobs=plan.new_blobs
+        )
         report = finish_report(plan, result.freed, result.errors, dry_run=txn.dry_run)
         if result.kept_for_foreign_writer:
             report.warnings.append(

@@ -244,6 +244,7 @@ def _with_error(document: dict[str, Any], report: RemovalReport) -> dict[str, An
     if not code:
         return document
     messages = [f.message for f in report.failures] + [m for i in report.images for m in i.errors]
+    messages += [m for t in report.trims for m in t.errors]
     for message in dict.fromkeys(messages):
         click.echo(f"error: {one_line(message)}", err=True)
     first = one_line(messages[0]) if messages else "some work failed"
@@ -258,6 +259,17 @@ def print_removal(report: RemovalReport, output_format: str, quiet: bool) -> Non
         return
     print_warnings(report.warnings, quiet)
     would = "Would " if report.dry_run else ""
+    for trim in report.trims:
+        if quiet:
+            click.echo(trim.new_digest)
+            continue
+        names = ", ".join(trim.names) if trim.names else trim.reference
+        verb = "Would trim" if would else "Trimmed"
+        click.echo(printable(f"{verb}: {names} {trim.old_digest} -> {trim.new_digest}"))
+        for removed in trim.removed:
+            what = f"attestation of {removed.attestation_of}" if removed.attestation_of else removed.platform or "?"
+            click.echo(printable(f"  removed {what} {removed.digest}"))
+        click.echo(f"  ({trim.blobs_deleted} blobs, {human_size(trim.bytes_freed)})")
     for image in report.images:
         if quiet:
             if image.deleted:
@@ -274,11 +286,11 @@ def print_removal(report: RemovalReport, output_format: str, quiet: bool) -> Non
     for failure in report.failures:
         print_error(f"{failure.reference}: {failure.message}")
     shown = {failure.message for failure in report.failures}
-    for image in report.images:  # e.g. a blob that could not be deleted (read-only file system)
-        for message in image.errors:
-            if message not in shown:
-                click.echo(f"error: {one_line(message)}", err=True)
-    if not quiet and any(image.deleted for image in report.images):
+    # e.g. a blob that could not be deleted (read-only file system)
+    for message in [m for i in report.images for m in i.errors] + [m for t in report.trims for m in t.errors]:
+        if message not in shown:
+            click.echo(f"error: {one_line(message)}", err=True)
+    if not quiet and (report.trims or any(image.deleted for image in report.images)):
         verb = "Would reclaim" if report.dry_run else "Total reclaimed space"
         click.echo(f"{verb}: {human_size(report.bytes_freed)} in {report.blobs_deleted} blobs")
 

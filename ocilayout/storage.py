@@ -208,6 +208,20 @@ class LayoutStore:
         finally:
             os.close(fd)
 
+    def write_blob(self, digest: Digest, data: bytes) -> None:
+        """Put a new blob in our own `blobs/` (atomically, durable when this returns); a
+        regular file already there with that digest is the same content and stays."""
+        path = self.local_path(digest)
+        if self.is_local(digest):
+            return
+        try:
+            self._check_parent_dirs(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, data)
+        except (OSError, CorruptLayoutError) as exc:
+            what = getattr(exc, "strerror", None) or exc
+            raise OperationFailed(f"cannot write blob {digest}: {what}; index.json left unchanged") from None
+
     def remove_blob_file(self, path: Path) -> int:
         """Unlink a blob file (own blobs/, or a shared directory being collected); bytes freed
         (0 if absent). Its directories are checked first: never unlink through a symlink."""

@@ -86,8 +86,10 @@ class Transaction:
         new_entries: list[dict[str, Any]] | None = None,
         blobs: Sequence[tuple[Digest, Path]] = (),
         files: Sequence[Path] = (),
+        new_blobs: Sequence[tuple[Digest, bytes]] = (),
     ) -> CommitResult:
-        """Write `new_entries` (None: unchanged), then delete `blobs` (digest, file) and `files`.
+        """Write `new_blobs` (digest, content: durable before anything refers to them), then
+        `new_entries` (None: unchanged), then delete `blobs` (digest, file) and `files`.
 
         `blobs` must lie in a directory no other layout reads without being in this
         transaction: the own `blobs/` of the first store, or a shared directory whose every
@@ -98,6 +100,9 @@ class Transaction:
             result.freed = {digest: _size(path) for digest, path in blobs}
             result.files_removed = {path: _size(path) for path in files}
             return result
+        for digest, data in new_blobs:
+            self.store.write_blob(digest, data)
+            crash_point("after-new-blob")
         expected = [index.source for index in self.indexes]
         if new_entries is not None:
             expected[0] = self.index.serialise(new_entries)
