@@ -331,7 +331,12 @@ def splice_array(source: bytes, key: str, kept: list[tuple[int, dict[str, Any]]]
         for member, value in changes.items():
             element = _set_member(element, (0, len(element)), member, _dumps(value))
         parts.append(element)
-    return (text[:array_start] + "[" + ",".join(parts) + "]" + text[closing + 1 :]).encode("utf-8")
+    # The array's own layout (indentation, one element per line) is kept too.
+    separator = text[spans[0][1] : spans[1][0]] if len(spans) > 1 else ","
+    head = text[array_start + 1 : spans[0][0]] if spans else ""
+    tail = text[spans[-1][1] : closing] if spans else ""
+    array = "[" + head + separator.join(parts) + tail + "]" if parts else "[]"
+    return (text[:array_start] + array + text[closing + 1 :]).encode("utf-8")
 
 
 def _with_ref_name(text: str, span: tuple[int, int], entry: EditedEntry) -> str:

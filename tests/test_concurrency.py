@@ -88,7 +88,7 @@ def test_rm_spares_blobs_when_a_foreign_writer_restores_the_removed_entry(tmp_pa
     stale = (root / "index.json").read_bytes()
     real_commit = transaction.Transaction.commit
 
-    def commit_then_stale_rewrite(self, new_entries=None, blobs=(), files=()):
+    def commit_then_stale_rewrite(self, new_entries=None, blobs=(), files=(), **more):
         real_write = self.store.write_index
 
         def write_then_clobber(data: bytes) -> None:
@@ -96,7 +96,7 @@ def test_rm_spares_blobs_when_a_foreign_writer_restores_the_removed_entry(tmp_pa
             (root / "index.json").write_bytes(stale)  # the foreign writer's lost update
 
         monkeypatch.setattr(self.store, "write_index", write_then_clobber)
-        return real_commit(self, new_entries, blobs, files)
+        return real_commit(self, new_entries, blobs, files, **more)
 
     monkeypatch.setattr(transaction.Transaction, "commit", commit_then_stale_rewrite)
     report = Layout.open(root).delete(["img-000003"])
