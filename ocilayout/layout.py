@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gc
 import os
@@ -144,9 +145,13 @@ class Layout:
         """Descriptor, manifest or index, and config of one image."""
         from .listing import inspect_image
 
+        from .referrers import find_referrers
+
         wanted = parse_platform_spec(platform) if isinstance(platform, str) else platform
         graph = self.graph()
-        return inspect_image(self.store, graph, resolve(self.index, reference, graph, wanted))
+        resolved = resolve(self.index, reference, graph, wanted)
+        count = len(find_referrers(self.index, graph, resolved.digest).referrers)
+        return dataclasses.replace(inspect_image(self.store, graph, resolved), referrers=count)
 
     @_command
     def tree(self, reference: str | None = None) -> Tree:

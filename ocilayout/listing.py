@@ -45,6 +45,7 @@ class InspectReport:
     platform: str | None
     manifest: Any
     config: Any
+    referrers: int = 0  # manifests whose subject is this one, among everything the entries reach
 
 
 @dataclass(slots=True)

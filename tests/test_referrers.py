@@ -56,3 +56,23 @@ def test_a_chain_of_subjects_through_unnamed_entries(tmp_path, generate_module) 
     assert report.referrers[0].referrers[0].digest == b["digest"]
     result = CliRunner().invoke(cli, ["referrers", str(tmp_path / "lay"), "base", "-r"])
     assert result.exit_code == 0 and b["digest"] in result.stdout
+
+
+def test_inspect_counts_direct_referrers(tmp_path, generate_module) -> None:
+    w = generate_module.LayoutWriter(tmp_path / "lay")
+    amd = w.image([b"amd"], platform=True)
+    arm = w.image([b"arm"], architecture="arm64", platform=True)
+    app = w.index([amd, arm])
+    w.add_entry(app, name="app")
+    sbom = w.image([b"sbom"], artifact_type="x/sbom", subject=arm)
+    w.add_entry(sbom)
+    w.add_entry(w.image([b"sig"], artifact_type="x/sig", subject=sbom))  # a referrer of the referrer
+    w.add_entry(w.image([b"sig2"], artifact_type="x/sig", subject=arm), name="arm-sig")
+    w.finish()
+    layout = Layout.open(tmp_path / "lay")
+    assert layout.inspect("app").referrers == 0
+    assert layout.inspect("app", platform="linux/arm64").referrers == 2
+    assert layout.inspect("app", platform="linux/amd64").referrers == 0
+    result = CliRunner().invoke(cli, ["inspect", str(tmp_path / "lay"), sbom["digest"]])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["referrers"] == 1
