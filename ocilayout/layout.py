@@ -150,8 +150,9 @@ class Layout:
         wanted = parse_platform_spec(platform) if isinstance(platform, str) else platform
         graph = self.graph()
         resolved = resolve(self.index, reference, graph, wanted)
+        report = inspect_image(self.store, graph, resolved)  # first: the walk reuses what it read
         count = len(find_referrers(self.index, graph, resolved.digest).referrers)
-        return dataclasses.replace(inspect_image(self.store, graph, resolved), referrers=count)
+        return dataclasses.replace(report, referrers=count)
 
     @_command
     def tree(self, reference: str | None = None) -> Tree:
