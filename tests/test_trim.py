@@ -461,3 +461,66 @@ def test_repointed_entries_keep_their_text_in_an_inexact_index(tmp_path, generat
         f'"size":{d["app"]["size"]}', f'"size":{size}'
     )
     assert expected in (root / "index.json").read_text()
+
+
+SHARED = REPO.parent / "shared" / "conformance"
+
+
+def _multi_platform_names(layout: Path) -> list[tuple[str, str]]:
+    """(name, platform) for each named index entry with two or more platforms."""
+    found = []
+    try:
+        listed = list(entries(layout))
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    for entry in listed:
+        if not isinstance(entry, dict):
+            continue
+        name = (entry.get("annotations") or {}).get(REF_NAME)
+        try:
+            children = doc(layout, entry["digest"]).get("manifests") or []
+        except (OSError, ValueError, KeyError, AttributeError, TypeError):
+            continue
+        platforms = [
+            f"{c['platform']['os']}/{c['platform']['architecture']}"
+            for c in children
+            if isinstance(c.get("platform"), dict) and c["platform"].get("os") not in (None, "unknown")
+        ]
+        if name and len(set(platforms)) >= 2:
+            found.append((name, platforms[0]))
+    return found
+
+
+CONFORMANCE_TRIMS = [
+    (layout, name, platform)
+    for layout in (sorted(SHARED.glob("*/*")) if SHARED.is_dir() else [])
+    if (layout / "oci-layout").is_file()
+    for name, platform in _multi_platform_names(layout)[:2]
+]
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/conformance is absent")
+def test_conformance_has_multi_platform_images_to_trim() -> None:
+    assert len(CONFORMANCE_TRIMS) >= 3
+
+
+@pytest.mark.parametrize(
+    ("source", "name", "platform"),
+    CONFORMANCE_TRIMS,
+    ids=[f"{c[0].parent.name}/{c[0].name}:{c[1]}" for c in CONFORMANCE_TRIMS],
+)
+def test_conformance_trim(tmp_path, source: Path, name: str, platform: str) -> None:
+    root = tmp_path / "lay"
+    shutil.copytree(source, root)
+    reached_before, blobs_before = reached(root), blobs(root)
+    report = Layout.open(root).delete([name], platforms=[platform], allow_sparse=True)
+    (trim,) = report.trims
+    new_children = doc(root, trim.new_digest)["manifests"]
+    assert all(
+        f"{c.get('platform', {}).get('os')}/{c.get('platform', {}).get('architecture')}" != platform
+        for c in new_children
+    )
+    # only blobs that became unreachable went; everything still reached that was there is there
+    assert blobs_before - blobs(root) <= reached_before - reached(root)
+    assert (reached(root) & blobs_before) <= blobs(root)
+    assert trim.new_digest in blobs(root)
