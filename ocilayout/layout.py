@@ -144,7 +144,6 @@ class Layout:
     def inspect(self, reference: str | None = None, platform: str | Platform | None = None) -> InspectReport:
         """Descriptor, manifest or index, and config of one image."""
         from .listing import inspect_image
-
         from .referrers import find_referrers
 
         wanted = parse_platform_spec(platform) if isinstance(platform, str) else platform
