@@ -1,4 +1,4 @@
-"""Differential test: random layouts and random rm/tag/untag batches against a simple model.
+"""Differential test: random layouts and random rm/tag/untag/trim batches against a simple model.
 
 The model knows the layout's edges from how the test built it (not by parsing blobs) and
 applies DESIGN 3.2/3.5/3.7 with plain lists and sets. After every step the entries must
@@ -11,10 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
-from unittest import mock
 from dataclasses import dataclass, field
 from pathlib import Path
+from unittest import mock
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,6 +27,7 @@ OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 NAMES = ["a", "b", "c", "d", "e"]
+ARCHES = ["amd64", "arm64", "s390x"]
 REF_NAME = "org.opencontainers.image.ref.name"
 
 
@@ -45,6 +47,13 @@ class World:
         path = self.root / "blobs" / "sha256" / digest[7:]
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
+        self.edges.setdefault(digest, list(children))
+        self.media[digest] = (media_type, len(data))
+        return digest
+
+    def register(self, data: bytes, children: list[str], media_type: str) -> str:
+        """Know a blob the code under test is expected to write (the model writes nothing)."""
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
         self.edges.setdefault(digest, list(children))
         self.media[digest] = (media_type, len(data))
         return digest
@@ -133,7 +142,10 @@ def build(root: Path, spec: dict) -> tuple[World, list[tuple[str | None, str]], 
         doc = {
             "schemaVersion": 2,
             "mediaType": DOCKER_LIST if docker else OCI_INDEX,
-            "manifests": [world.desc(image_digests[c], parent_types[c]) for c in children],
+            "manifests": [
+                {**world.desc(image_digests[c], parent_types[c]), "platform": {"os": "linux", "architecture": ARCHES[c % 3]}}
+                for c in children
+            ],
         }
         d = world.blob(json.dumps(doc).encode(), [image_digests[c] for c in children], DOCKER_LIST if docker else OCI_INDEX)
         index_digests.append(d)
@@ -268,6 +280,53 @@ def model_cascade(world: World, entries: list, removed: list, deleted: set[str],
         removed += [e for e in remaining if e[1] in new]
 
 
+INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
+
+
+def model_trim(world: World, entries: list, ref: str, arch: str, allow_sparse: bool) -> tuple[list, set[str]] | None:
+    """`rm REF --platform linux/ARCH` on plain JSON: (expected entries, new blobs), or None when
+    it must fail and change nothing (REF unknown or no index, ARCH absent, nothing left)."""
+    found = model_resolve(entries, ref)
+    if found is None or world.media[found[1]][0] not in INDEX_TYPES:
+        return None
+    old_root = found[1]
+    new_blobs: set[str] = set()
+    matched = [False]
+
+    def rewrite(digest: str) -> str | None:
+        """The new digest, None when unchanged, "" when nothing is left."""
+        document = json.loads((world.root / "blobs" / "sha256" / digest[7:]).read_bytes())
+        kept, changed = [], False
+        for child in document["manifests"]:
+            if (child.get("platform") or {}).get("architecture") == arch:
+                matched[0] = changed = True
+                continue
+            if world.media.get(child["digest"], (None,))[0] in INDEX_TYPES and child["digest"] not in world.missing:
+                inner = rewrite(child["digest"])
+                if inner == "":
+                    changed = True
+                    continue
+                if inner is not None:
+                    child = {**child, "digest": inner, "size": world.media[inner][1]}
+                    changed = True
+            kept.append(child)
+        if not changed:
+            return None
+        if not kept:
+            return ""
+        data = json.dumps({**document, "manifests": kept}).encode()  # the splice keeps json.dumps' layout
+        new = world.register(data, [c["digest"] for c in kept], world.media[digest][0])
+        new_blobs.add(new)
+        return new
+
+    new_root = rewrite(old_root)
+    if not matched[0] or not new_root:
+        return None
+    moved = [(n, new_root if d == old_root else d) for n, d in entries]
+    gone = [e for e in entries if e[1] == old_root]
+    return model_cascade(world, moved + gone, gone, {old_root}, allow_sparse), new_blobs
+
+
 def model_tag(entries: list, src: str, name: str) -> list:
     found = model_resolve(entries, src)
     if found is None:
@@ -308,6 +367,7 @@ ops = st.lists(
         st.tuples(st.just("rm"), st.lists(st.sampled_from(NAMES + ["#0", "#1", "#2", "%0", "%1"]), min_size=1, max_size=3), st.booleans()),
         st.tuples(st.just("tag"), st.sampled_from(NAMES + ["#0", "#1"]), st.sampled_from(NAMES)),
         st.tuples(st.just("untag"), st.lists(st.sampled_from(NAMES), min_size=1, max_size=2, unique=True), st.just(False)),
+        st.tuples(st.just("trim"), st.sampled_from(NAMES + ["#0", "@", "@", "@"]), st.sampled_from(ARCHES)),
     ),
     min_size=1,
     max_size=5,
@@ -346,6 +406,27 @@ def test_random_batches_match_the_model(spec: dict, steps: list) -> None:
                 if world.missing & survivors and not spec["allow_sparse"]:
                     gone = set()  # doubt: a missing manifest among what stays keeps every blob
                 assert {f"sha256:{p.name}" for p in (root / "blobs" / "sha256").iterdir()} == before_blobs - gone
+            elif op == "trim":
+                # "@": an entry that is an index (most random references are single images)
+                indexes = sorted(d for _, d in entries if world.media[d][0] in INDEX_TYPES)
+                ref = (indexes[0] if indexes else concrete("#0", entries)) if arg == "@" else concrete(arg, entries)
+                outcome = model_trim(world, entries, ref, flag, spec["allow_sparse"])
+                if outcome is None:
+                    expected = entries
+                    with pytest.raises(OcilayoutError):
+                        layout.delete([ref], platforms=[f"linux/{flag}"], allow_sparse=spec["allow_sparse"])
+                    assert {f"sha256:{p.name}" for p in (root / "blobs" / "sha256").iterdir()} == before_blobs
+                else:
+                    expected, new_blobs = outcome
+                    layout.delete([ref], platforms=[f"linux/{flag}"], allow_sparse=spec["allow_sparse"])
+                    removed_roots = {d for _, d in entries} - {d for _, d in expected}
+                    survivors = reach(world, {d for _, d in expected})
+                    gone = reach(world, removed_roots) - survivors
+                    if world.missing & survivors and not spec["allow_sparse"]:
+                        gone = set()
+                    now = {f"sha256:{p.name}" for p in (root / "blobs" / "sha256").iterdir()}
+                    assert now == (before_blobs | new_blobs) - gone
+                    present |= new_blobs
             elif op == "tag":
                 src = concrete(arg, entries)
                 expected = model_tag(entries, src, flag)
@@ -366,3 +447,20 @@ def test_random_batches_match_the_model(spec: dict, steps: list) -> None:
             now = {f"sha256:{p.name}" for p in (root / "blobs" / "sha256").iterdir()}
             live = reach(world, {d for _, d in entries}) & present
             assert live <= now, "a blob reachable from index.json was deleted"
+
+
+trim_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("trim"), st.just("@"), st.sampled_from(ARCHES)),
+        st.tuples(st.just("rm"), st.lists(st.sampled_from(NAMES + ["#0", "%1"]), min_size=1, max_size=2), st.booleans()),
+    ),
+    min_size=1,
+    max_size=4,
+)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(spec=layouts().filter(lambda s: any(len(children) > 1 for children, _ in s["indexes"])), steps=trim_ops)
+def test_random_trims_and_cascades_match_the_model(spec: dict, steps: list) -> None:
+    """Layouts that hold a multi-platform index, mostly trimmed: the same checks."""
+    test_random_batches_match_the_model.hypothesis.inner_test(spec, steps)
