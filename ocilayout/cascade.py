@@ -124,13 +124,19 @@ def settle(
         for own in candidates.values():
             live.doubt.extend(own.doubt)
         result.warnings.append(live.doubt_message())
-        # The freed set is unknown: only the referrers of the gone roots themselves go.
+        # The freed set is unknown: only the referrers of the gone roots themselves go, and
+        # only while what is known to stay (children of deleted indexes stay too) does not
+        # reach their subject.
+        known = set(live.reached)
+        for candidate, own in candidates.items():
+            if candidate in holders:
+                known |= own.reached
         seen = {desc.digest for _, desc in gone}
-        todo = list(seen)
+        todo = [d for d in seen if d not in known]
         while todo:
             target = todo.pop(0)
             for referrer in referrers_of.get(target, ()):
-                if referrer not in seen:
+                if referrer not in seen and referrer not in known:
                     seen.add(referrer)
                     result.cascaded.append(Cascaded(referrer, "referrer", target))
                     todo.append(referrer)

@@ -185,25 +185,33 @@ def plan_platform_removal(
     *,
     keep_referrers: bool = False,
     allow_sparse: bool = False,
+    ignore_missing: bool = False,
 ) -> RemovalPlan:
     """`rm REF --platform P`: each REF's index rewritten without P (trim.py), its names moved,
     and the blobs only P and the old index blobs used, with the cascades (DESIGN 3.7, 3.11)."""
-    trimmed = plan_trim(store, index, graph, references, platforms)
+    trimmed = plan_trim(store, index, graph, references, platforms, ignore_missing=ignore_missing)
     report = RemovalReport(warnings=list(index.warnings), trims=trimmed.trims)
+    for reference, exc in trimmed.failures:
+        report.failures.append(ReferenceFailure(reference, str(exc), exc.exit_code))
     settled = settle(
         store, graph, trimmed.survivors, trimmed.gone, keep_referrers=keep_referrers, allow_sparse=allow_sparse
     )
     report.warnings.extend(settled.warnings)
+    positions: dict[Digest, list[int]] = {}
+    for position, descriptor, _ in trimmed.survivors:
+        positions.setdefault(descriptor.digest, []).append(position)
     dropped: set[int] = set()
     cascaded_at = []
     for cascaded in settled.cascaded:
-        dropped.update(p for p, descriptor, _ in trimmed.survivors if descriptor.digest == cascaded.digest)
+        dropped.update(positions[cascaded.digest])
         cascaded_at.append(len(report.images))
         reason = f"{cascaded.reason} of {cascaded.cause}"
         report.images.append(ImageRemoval(id=str(cascaded.digest), names=[], deleted=True, reason=reason))
     owners = {d: cascaded_at[-2 - owner] for d, owner in settled.doomed.items() if owner <= -2}
     trim_owners = {d: owner for d, owner in settled.doomed.items() if owner >= 0}
-    new_entries = [raw for position, raw in enumerate(trimmed.new_entries) if position not in dropped]
+    new_entries = None  # every REF failed: index.json stays as it is
+    if trimmed.trims:
+        new_entries = [raw for position, raw in enumerate(trimmed.new_entries) if position not in dropped]
     report.warnings.extend(w for w in graph.warnings if w not in report.warnings)
     return RemovalPlan(new_entries, list(settled.doomed), owners, report, trimmed.new_blobs, trim_owners)
 

@@ -202,10 +202,14 @@ def _edited(raw: dict[str, Any]) -> EditedEntry:
 
 
 def with_members(raw: dict[str, Any], **members: Any) -> dict[str, Any]:
-    """A copy of an entry object with `members` replaced (e.g. a new `digest` and `size`);
-    serialised, every other member keeps its text."""
+    """A copy of an entry object with `members` replaced (e.g. a new `digest` and `size`), or
+    removed where the value is None; serialised, every other member keeps its text."""
     entry = _edited(raw)
-    entry.update(members)
+    for key, value in members.items():
+        if value is None:
+            entry.pop(key, None)
+        else:
+            entry[key] = value
     entry.overrides.update(members)
     return entry
 
@@ -310,7 +314,7 @@ def _edit(text: str, span: tuple[int, int], entry: EditedEntry) -> str:
     """The original text of an edited entry with only its edits applied."""
     edited = _with_ref_name(text, span, entry) if entry.renamed else text[span[0] : span[1]]
     for key, value in entry.overrides.items():
-        edited = _set_member(edited, (0, len(edited)), key, _dumps(value))
+        edited = _set_member(edited, (0, len(edited)), key, None if value is None else _dumps(value))
     return edited
 
 
@@ -329,7 +333,7 @@ def splice_array(source: bytes, key: str, kept: list[tuple[int, dict[str, Any]]]
     for position, changes in kept:
         element = text[spans[position][0] : spans[position][1]]
         for member, value in changes.items():
-            element = _set_member(element, (0, len(element)), member, _dumps(value))
+            element = _set_member(element, (0, len(element)), member, None if value is None else _dumps(value))
         parts.append(element)
     # The array's own layout (indentation, one element per line) is kept too.
     separator = text[spans[0][1] : spans[1][0]] if len(spans) > 1 else ","

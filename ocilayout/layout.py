@@ -210,6 +210,7 @@ class Layout:
                     wanted,
                     keep_referrers=keep_referrers,
                     allow_sparse=allow_sparse,
+                    ignore_missing=ignore_missing,
                 )
                 report = self._commit_removal(txn, plan)
             self.reload()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Container, Iterable
 
-from .atomicwrite import TEMP_PREFIX, write_atomic
+from .atomicwrite import TEMP_PREFIX, fsync_directory, write_atomic
 from .digest import ALGORITHMS, Digest, parse_digest
 from .errors import (
     CorruptLayoutError,
@@ -209,14 +209,20 @@ class LayoutStore:
             os.close(fd)
 
     def write_blob(self, digest: Digest, data: bytes) -> None:
-        """Put a new blob in our own `blobs/` (atomically, durable when this returns); a
-        regular file already there with that digest is the same content and stays."""
+        """Put a new blob in our own `blobs/` (atomically, durable when this returns); a file
+        already there with exactly that content stays, anything else there is replaced."""
         path = self.local_path(digest)
-        if self.is_local(digest):
-            return
+        try:
+            if self.is_local(digest) and self._read_file(path, len(data) + 1, missing="") == data:
+                return
+        except (OSError, CorruptLayoutError):
+            pass  # unreadable or gone: written anew below
         try:
             self._check_parent_dirs(path)
-            path.parent.mkdir(parents=True, exist_ok=True)
+            for directory in (path.parent.parent, path.parent):
+                if not directory.is_dir():
+                    directory.mkdir()
+                    fsync_directory(directory.parent)  # the new directory survives a power loss
             write_atomic(path, data)
         except (OSError, CorruptLayoutError) as exc:
             what = getattr(exc, "strerror", None) or exc

@@ -19,7 +19,7 @@ from .descriptor import Descriptor, Platform, parse_descriptor
 from .digest import Digest
 from .errors import CorruptLayoutError, NotFoundError, OcilayoutError, UsageError
 from .graph import Graph, NodeState
-from .indexfile import IndexFile, loads_strict, splice_array, with_members
+from .indexfile import Entry, IndexFile, loads_strict, splice_array, with_members
 from .mediatypes import Kind
 from .resolve import resolve
 from .storage import MAX_DOCUMENT_BYTES, LayoutStore
@@ -79,6 +79,9 @@ class _Trimmer:
             return self.done[digest]
         if digest in self.path:  # a cycle: leave that reference alone
             return None
+        if len(self.path) >= self.graph.max_depth:
+            depth = self.graph.max_depth
+            raise CorruptLayoutError(f"indexes nested deeper than {depth} levels at {digest}: cannot trim")
         try:
             data = self.store.read_blob(digest, MAX_DOCUMENT_BYTES)
             document = loads_strict(data, f"blob {digest}")
@@ -117,11 +120,14 @@ class _Trimmer:
                     cut.append(RemovedManifest(str(child.digest), platform, str(digest)))
                     continue
                 if inner is not None:
-                    kept.append((position, {"digest": str(inner.digest), "size": len(inner.data)}))
+                    kept.append((position, _repointed(inner)))
                     continue
             kept.append((position, {}))
-        gone = {m.digest for m in cut}
-        if gone:  # attestations of what was cut go with it
+        # Attestations of what was cut go with it, unless their manifest is still listed here
+        # (under another platform).
+        listed = {manifests[position].get("digest") for position, _ in kept if isinstance(manifests[position], dict)}
+        gone = {m.digest for m in cut} - listed
+        if gone:
             still = []
             for position, changes in kept:
                 annotations = manifests[position].get("annotations") if isinstance(manifests[position], dict) else None
@@ -149,6 +155,12 @@ class _Trimmer:
         return _Rewrite(new_digest, new_data)
 
 
+def _repointed(rewrite: _Rewrite) -> dict[str, Any]:
+    """A descriptor's new members: digest and size; embedded `data` (OCI 1.1) would hold the
+    old bytes, so it goes."""
+    return {"digest": str(rewrite.digest), "size": len(rewrite.data), "data": None}
+
+
 @dataclass(slots=True)
 class TrimPlan:
     """New blobs, the new entries, and the trims (the removal is planned by the caller)."""
@@ -158,53 +170,51 @@ class TrimPlan:
     new_entries: list[dict[str, Any]]
     gone: list[tuple[int, Descriptor]]  # old root descriptors, owner = trim position
     survivors: list[tuple[int, Descriptor, str | None]]
+    failures: list[tuple[str, OcilayoutError]] = field(default_factory=list)
 
 
 def plan_trim(
-    store: LayoutStore, index: IndexFile, graph: Graph, references: Sequence[str], platforms: Sequence[Platform]
+    store: LayoutStore,
+    index: IndexFile,
+    graph: Graph,
+    references: Sequence[str],
+    platforms: Sequence[Platform],
+    *,
+    ignore_missing: bool = False,
 ) -> TrimPlan:
-    """Rewrite each REF's index without `platforms`; fails before anything is written when a
-    REF is no index, holds none of the platforms, or would be left empty."""
+    """Rewrite each REF's index without `platforms`. A REF that is unknown, no index, holds
+    not every platform named, or would be left empty is a failure of its own (the others are
+    still trimmed; `ignore_missing` passes over unknown REFs), and nothing of it is written."""
     if not platforms:
         raise UsageError("name at least one --platform to remove")
     trims: list[PlatformTrim] = []
     new_blobs: list[tuple[Digest, bytes]] = []
     replaced: dict[Digest, Descriptor] = {}  # old root → new root descriptor
+    failures: list[tuple[str, OcilayoutError]] = []
     for reference in references:
-        resolved = resolve(index, reference)
+        try:
+            resolved = resolve(index, reference)
+        except NotFoundError as exc:
+            if not ignore_missing:
+                failures.append((reference, exc))
+            continue
+        except OcilayoutError as exc:
+            failures.append((reference, exc))
+            continue
         if resolved.digest in replaced:
             continue
+        try:
+            trim, result, trimmer = _trim_one(store, graph, reference, resolved.descriptor, resolved.entries, platforms)
+        except OcilayoutError as exc:
+            failures.append((reference, exc))
+            continue
         descriptor = resolved.descriptor
-        node = graph.node(descriptor)
-        if node.state is NodeState.MISSING:
-            raise CorruptLayoutError(f"{reference}: its index {descriptor.digest} is missing: cannot trim it")
-        if node.kind is not Kind.INDEX:
-            raise UsageError(
-                f"{reference} is a single image ({descriptor.digest}), not a multi-platform index: "
-                "--platform trims platforms out of an index; use rm without --platform to remove the image"
-            )
-        names = sorted({e.name for e in resolved.entries if e.name is not None})
-        trim = PlatformTrim(reference, names, str(descriptor.digest), str(descriptor.digest))
-        trimmer = _Trimmer(store, graph, platforms, trim)
-        result = trimmer.rewrite(descriptor)
-        wanted = ", ".join(str(p) for p in platforms)
-        absent = [str(p) for p in platforms if p not in trimmer.matched]
-        if result is None or absent:
-            available = sorted({str(c.platform) for c in node.children if c.platform is not None})
-            raise NotFoundError(
-                f"{reference} has no {', '.join(absent) or wanted} manifest "
-                f"(platforms: {', '.join(available) or 'none listed'}); nothing changed"
-            )
-        if not result.data:
-            raise UsageError(
-                f"removing {wanted} would leave {reference} with no platform: use rm {reference} without --platform"
-            )
-        trim.new_digest = str(result.digest)
         replaced[descriptor.digest] = Descriptor(
             descriptor.media_type, result.digest, len(result.data), descriptor.platform, descriptor.annotations
         )
         new_blobs.extend(trimmer.new_blobs)
         trims.append(trim)
+
 
     owner = {Digest(t.old_digest): k for k, t in enumerate(trims)}
     new_entries: list[dict[str, Any]] = []
@@ -217,11 +227,48 @@ def plan_trim(
             survivors.append((len(survivors), entry.descriptor, entry.name))
             continue
         gone.setdefault(entry.digest, (owner[entry.digest], entry.descriptor))
-        new_entries.append(with_members(entry.raw, digest=str(new.digest), size=new.size))
+        new_entries.append(with_members(entry.raw, digest=str(new.digest), size=new.size, data=None))
         old = entry.descriptor
         descriptor = Descriptor(new.media_type, new.digest, new.size, old.platform, old.annotations)
         survivors.append((len(survivors), descriptor, entry.name))
-    return TrimPlan(trims, new_blobs, new_entries, list(gone.values()), survivors)
+    return TrimPlan(trims, new_blobs, new_entries, list(gone.values()), survivors, failures)
+
+
+def _trim_one(
+    store: LayoutStore,
+    graph: Graph,
+    reference: str,
+    descriptor: Descriptor,
+    entries: Sequence[Entry],
+    platforms: Sequence[Platform],
+) -> tuple[PlatformTrim, _Rewrite, _Trimmer]:
+    """One REF's trim, or the error that says why it cannot be trimmed."""
+    node = graph.node(descriptor)
+    if node.state is NodeState.MISSING:
+        raise CorruptLayoutError(f"{reference}: its index {descriptor.digest} is missing: cannot trim it")
+    if node.kind is not Kind.INDEX:
+        raise UsageError(
+            f"{reference} is a single image ({descriptor.digest}), not a multi-platform index: "
+            "--platform trims platforms out of an index; use rm without --platform to remove the image"
+        )
+    names = sorted({e.name for e in entries if e.name is not None})
+    trim = PlatformTrim(reference, names, str(descriptor.digest), str(descriptor.digest))
+    trimmer = _Trimmer(store, graph, platforms, trim)
+    result = trimmer.rewrite(descriptor)
+    wanted = ", ".join(str(p) for p in platforms)
+    absent = [str(p) for p in platforms if p not in trimmer.matched]
+    if result is None or absent:
+        available = sorted({str(c.platform) for c in node.children if c.platform is not None})
+        raise NotFoundError(
+            f"{reference} has no {', '.join(absent) or wanted} manifest "
+            f"(platforms: {', '.join(available) or 'none listed'}); nothing changed"
+        )
+    if not result.data:
+        raise UsageError(
+            f"removing {wanted} would leave {reference} with no platform: use rm {reference} without --platform"
+        )
+    trim.new_digest = str(result.digest)
+    return trim, result, trimmer
 
 
 __all__ = ["PlatformTrim", "RemovedManifest", "TrimPlan", "plan_trim"]

@@ -252,3 +252,24 @@ def test_conformance_every_name_leaves_no_orphaned_child(tmp_path: Path, layout:
         assert blobs_before - blobs(root) == made_unreachable & blobs_before
         gone_children = {i.id for i in report.images if i.reason.startswith("child of")}
         assert not gone_children & {d for _, d in entries(root)}
+
+
+def test_unrelated_doubt_does_not_take_a_referrer_whose_subject_stays(tmp_path, generate_module) -> None:
+    """Review repro: x is also in the surviving index `bundle`; an unrelated sparse index puts
+    the layout in doubt. x's signature must stay, as it does without the doubt."""
+    for sparse in (False, True):
+        w = generate_module.LayoutWriter(tmp_path / str(sparse))
+        x = w.image([b"x layer"], platform=True)
+        bundle = w.index([x, w.image([b"arm"], architecture="arm64", platform=True)])
+        sig = w.image([b"signature of x"], artifact_type="x/sig", subject=x)
+        other_arm = w.image([b"other arm"], architecture="arm64", platform=True)
+        other = w.index([w.image([b"other amd"], platform=True), other_arm])
+        for desc, name in ((x, "x"), (bundle, "bundle"), (sig, None), (other, "other")):
+            w.add_entry(desc, name=name)
+        w.finish()
+        if sparse:
+            w.remove_blob(other_arm)
+        root = tmp_path / str(sparse)
+        report = Layout.open(root).delete(["x"])
+        assert (None, sig["digest"]) in entries(root), sparse
+        assert [i.reason for i in report.images] == ["requested"]

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from unittest import mock
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -143,8 +142,8 @@ def build(root: Path, spec: dict) -> tuple[World, list[tuple[str | None, str]], 
             "schemaVersion": 2,
             "mediaType": DOCKER_LIST if docker else OCI_INDEX,
             "manifests": [
-                {**world.desc(image_digests[c], parent_types[c]), "platform": {"os": "linux", "architecture": ARCHES[c % 3]}}
-                for c in children
+                {**world.desc(image_digests[c], parent_types[c]), "platform": {"os": "linux", "architecture": arch}}
+                for c, arch in ((c, ARCHES[c % 3]) for c in children)
             ],
         }
         d = world.blob(json.dumps(doc).encode(), [image_digests[c] for c in children], DOCKER_LIST if docker else OCI_INDEX)
@@ -262,8 +261,9 @@ def model_cascade(world: World, entries: list, removed: list, deleted: set[str],
         gone_roots = {d for _, d in removed} - roots
         dangling = {d for d in roots if not any(n for n, dd in remaining if dd == d)}
         new: set[str] = set()
-        if doubt:
-            new = {d for d in dangling if world.subject.get(d) in deleted}
+        if doubt:  # referrers of deleted digests nothing that stays is known to reach
+            known = reach(world, roots)
+            new = {d for d in dangling if world.subject.get(d) in deleted and world.subject[d] not in known}
             deleted |= new
         else:
             held = set()
@@ -413,8 +413,8 @@ def test_random_batches_match_the_model(spec: dict, steps: list) -> None:
                 outcome = model_trim(world, entries, ref, flag, spec["allow_sparse"])
                 if outcome is None:
                     expected = entries
-                    with pytest.raises(OcilayoutError):
-                        layout.delete([ref], platforms=[f"linux/{flag}"], allow_sparse=spec["allow_sparse"])
+                    report = layout.delete([ref], platforms=[f"linux/{flag}"], allow_sparse=spec["allow_sparse"])
+                    assert report.exit_code in (2, 3, 5) and not report.trims
                     assert {f"sha256:{p.name}" for p in (root / "blobs" / "sha256").iterdir()} == before_blobs
                 else:
                     expected, new_blobs = outcome
@@ -452,7 +452,7 @@ def test_random_batches_match_the_model(spec: dict, steps: list) -> None:
 trim_ops = st.lists(
     st.one_of(
         st.tuples(st.just("trim"), st.just("@"), st.sampled_from(ARCHES)),
-        st.tuples(st.just("rm"), st.lists(st.sampled_from(NAMES + ["#0", "%1"]), min_size=1, max_size=2), st.booleans()),
+        st.tuples(st.just("rm"), st.lists(st.sampled_from([*NAMES, "#0", "%1"]), min_size=1, max_size=2), st.booleans()),
     ),
     min_size=1,
     max_size=4,

@@ -16,12 +16,19 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ocilayout import Layout, NotFoundError, UsageError
+from ocilayout import Layout, UsageError
 from ocilayout.cli import cli
 from ocilayout.transaction import CRASH_ENV
 
 REF_NAME = "org.opencontainers.image.ref.name"
 REPO = Path(__file__).resolve().parents[1]
+
+
+def refused(report, code: int, match: str = "") -> bool:
+    """A reference's failure in the report (the library reports, the CLI exits)."""
+    assert not report.trims and report.exit_code == code, report
+    assert match in report.failures[0].message, report.failures
+    return True
 
 
 def blobs(root: Path) -> set[str]:
@@ -152,8 +159,7 @@ def test_an_emptied_nested_index_goes_and_the_last_platform_is_refused(tmp_path,
     w.finish()
     root = tmp_path / "lay"
     before_index, before_blobs = (root / "index.json").read_bytes(), blobs(root)
-    with pytest.raises(UsageError, match="no platform: use rm app without --platform"):
-        Layout.open(root).delete(["app"], platforms=["linux/arm64", "linux/amd64"])
+    refused(Layout.open(root).delete(["app"], platforms=["linux/arm64", "linux/amd64"]), 2, "no platform: use rm app")
     assert (root / "index.json").read_bytes() == before_index and blobs(root) == before_blobs
     (trim,) = Layout.open(root).delete(["app"], platforms=["linux/arm64"]).trims
     assert doc(root, trim.new_digest)["manifests"] == [amd]
@@ -165,16 +171,14 @@ def test_errors_change_nothing(tmp_path, generate_module) -> None:
     _, d = three_platforms(tmp_path, generate_module)
     root = tmp_path / "lay"
     before_index, before_blobs = (root / "index.json").read_bytes(), blobs(root)
-    with pytest.raises(NotFoundError, match="no windows/amd64"):
-        Layout.open(root).delete(["app:1"], platforms=["linux/arm64", "windows/amd64"])
-    with pytest.raises(UsageError, match="not a multi-platform index"):
-        Layout.open(root).delete(["other"], platforms=["linux/amd64"])
+    refused(Layout.open(root).delete(["app:1"], platforms=["linux/arm64", "windows/amd64"]), 3, "no windows/amd64")
+    refused(Layout.open(root).delete(["other"], platforms=["linux/amd64"]), 2, "not a multi-platform index")
     with pytest.raises(UsageError, match="invalid platform"):
         Layout.open(root).delete(["app:1"], platforms=["linux"])
     with pytest.raises(UsageError, match="no --filter, --all or --prune"):
         Layout.open(root).delete(["app:1"], platforms=["linux/amd64"], prune=True)
-    with pytest.raises(NotFoundError):
-        Layout.open(root).delete(["nope"], platforms=["linux/amd64"])
+    refused(Layout.open(root).delete(["nope"], platforms=["linux/amd64"]), 3)
+    assert Layout.open(root).delete(["nope"], platforms=["linux/amd64"], ignore_missing=True).exit_code == 0
     assert (root / "index.json").read_bytes() == before_index and blobs(root) == before_blobs
     runner = CliRunner()
     for args, code in (
@@ -232,8 +236,7 @@ def test_attestations_of_a_removed_platform_go_with_it(tmp_path, generate_module
     assert attestations[1]["digest"] not in blobs(root)
     assert blobs(root) == reached(root)
     # the last real platform with only its attestation left: refused
-    with pytest.raises(UsageError, match="no platform"):
-        Layout.open(root).delete(["app"], platforms=["linux/amd64"])
+    refused(Layout.open(root).delete(["app"], platforms=["linux/amd64"]), 2, "no platform")
 
 
 def test_referrers_and_oras_child_entries_of_a_removed_platform_cascade(tmp_path, generate_module) -> None:
@@ -409,13 +412,11 @@ def test_random_trims_match_the_model(tmp_path_factory, generate_module, case) -
     present_wanted = [a for a in case["remove"] if a in images]
     platforms = [f"linux/{a}" for a in case["remove"]]
     if len(present_wanted) < len(case["remove"]):
-        with pytest.raises(NotFoundError):
-            Layout.open(root).delete(["app"], platforms=platforms)
+        refused(Layout.open(root).delete(["app"], platforms=platforms), 3)
         assert blobs(root) == before_blobs
         return
     if set(present_wanted) == set(images):
-        with pytest.raises(UsageError):
-            Layout.open(root).delete(["app"], platforms=platforms)
+        refused(Layout.open(root).delete(["app"], platforms=platforms), 2)
         assert blobs(root) == before_blobs
         return
     report = Layout.open(root).delete(["app"], platforms=platforms)
@@ -524,3 +525,54 @@ def test_conformance_trim(tmp_path, source: Path, name: str, platform: str) -> N
     assert blobs_before - blobs(root) <= reached_before - reached(root)
     assert (reached(root) & blobs_before) <= blobs(root)
     assert trim.new_digest in blobs(root)
+
+
+def test_one_failing_reference_does_not_stop_the_others(tmp_path, generate_module) -> None:
+    w, d = three_platforms(tmp_path, generate_module)
+    w.add_entry(w.index([d["amd"], d["s390"]]), name="second")
+    w.finish()
+    root = tmp_path / "lay"
+    report = Layout.open(root).delete(["other", "nope", "second", "app:1"], platforms=["linux/s390x"])
+    assert [t.reference for t in report.trims] == ["second", "app:1"]
+    assert [f.reference for f in report.failures] == ["other", "nope"] and report.exit_code == 1
+    assert d["s390"]["digest"] not in blobs(root) and reached(root) <= blobs(root)
+
+
+def test_review_regressions(tmp_path, generate_module) -> None:
+    """An attestation of a manifest still listed under another platform stays; embedded `data`
+    is dropped with the old digest; absurd nesting is a corrupt layout (exit 5), not "not
+    found"; a damaged file already at the new digest is replaced."""
+    w = generate_module.LayoutWriter(tmp_path / "a")
+    arm = w.image([b"arm"], architecture="arm", variant="v7", platform=True)
+    as_v6 = {**arm, "platform": {"os": "linux", "architecture": "arm", "variant": "v6"}}
+    att = w.image([b"in-toto"], layer_media_type="application/vnd.in-toto+json")
+    att["platform"] = {"architecture": "unknown", "os": "unknown"}
+    att["annotations"] = {
+        "vnd.docker.reference.type": "attestation-manifest",
+        "vnd.docker.reference.digest": arm["digest"],
+    }
+    app = w.index([w.image([b"amd"], platform=True), arm, as_v6, att])
+    w.add_entry({**app, "data": "e30="}, name="app")
+    w.finish()
+    root = tmp_path / "a"
+    (trim,) = Layout.open(root).delete(["app"], platforms=["linux/arm/v6"]).trims
+    assert att["digest"] in {m["digest"] for m in doc(root, trim.new_digest)["manifests"]}
+    assert att["digest"] in blobs(root)
+    assert "data" not in entries(root)[0] and entries(root)[0]["digest"] == trim.new_digest
+
+    w = generate_module.LayoutWriter(tmp_path / "deep")
+    node = w.index([w.image([b"amd"], platform=True), w.image([b"arm"], architecture="arm64", platform=True)])
+    for _ in range(80):
+        node = w.index([node])
+    w.add_entry(node, name="deep")
+    w.finish()
+    report = Layout.open(tmp_path / "deep").delete(["deep"], platforms=["linux/arm64"])
+    assert report.exit_code == 5 and "nested deeper" in report.failures[0].message
+
+    _, d = three_platforms(tmp_path / "c", generate_module)
+    root = tmp_path / "c" / "lay"
+    planned = Layout.open(root).delete(["app:1"], platforms=["linux/arm64"], dry_run=True).trims[0].new_digest
+    damaged = root / "blobs" / planned.replace(":", "/")
+    damaged.write_bytes(b"{}")  # a stale, wrong file where the new index goes
+    Layout.open(root).delete(["app:1"], platforms=["linux/arm64"])
+    assert "sha256:" + hashlib.sha256(damaged.read_bytes()).hexdigest() == planned
