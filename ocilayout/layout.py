@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
 
-from .delete import RemovalPlan, RemovalReport, finish_report, plan_removal
 from .descriptor import Platform, parse_platform_spec
 from .errors import UsageError
 from .graph import Graph
@@ -18,17 +17,18 @@ from .indexfile import IndexFile
 from .lock import DEFAULT_LOCK_TIMEOUT
 from .resolve import Resolved, resolve
 from .storage import LayoutStore, open_store
-from .transaction import Transaction, transaction
 
 if TYPE_CHECKING:  # each command imports only what it uses (start-up time is per command)
     from datetime import datetime, timedelta
 
+    from .delete import RemovalPlan, RemovalReport
     from .du import DuReport
     from .gc import GcReport
     from .listing import ImageRow, InspectReport, TreeNode
     from .prune import PruneReport
     from .referrers import ReferrersReport
     from .tagging import TagReport, UntagReport
+    from .transaction import Transaction
     from .verify import ProgressCallback, VerifyReport
 
 PathLike = str | os.PathLike[str]
@@ -186,6 +186,8 @@ class Layout:
         otherwise a missing one among what stays keeps every blob (it may live in a shared
         blob directory not named).
         """
+        from .delete import plan_removal
+
         references = _several(references, "references")
         filters = _several(filters, "filters")
         parsed_filters = None
@@ -213,6 +215,8 @@ class Layout:
 
     def _commit_removal(self, txn: Transaction, plan: RemovalPlan) -> RemovalReport:
         """Write a removal plan (rm, prune) through the transaction and report what it freed."""
+        from .delete import finish_report
+
         result = txn.commit(plan.new_entries, [(d, self.store.local_path(d)) for d in plan.doomed])
         report = finish_report(plan, result.freed, result.errors, dry_run=txn.dry_run)
         if result.kept_for_foreign_writer:
@@ -280,6 +284,7 @@ class Layout:
         rules, in one transaction. `references` globs choose the names the policy applies to,
         `keep` globs protect names; undated images are kept. `dangling` also removes unnamed
         entries older than `keep_within` (all of them without it)."""
+        from .delete import plan_removal
         from .prune import Policy, choose, fill, now_utc, parse_age
 
         within = parse_age(keep_within) if isinstance(keep_within, str) else keep_within
@@ -333,6 +338,8 @@ class Layout:
     def _transaction(
         self, lock_timeout: float, *, dry_run: bool, allow_sparse: bool = False
     ) -> AbstractContextManager[Transaction]:
+        from .transaction import transaction
+
         return transaction(
             [self.store],
             lock_timeout,
