@@ -499,7 +499,8 @@ def du_command(
     use too. Totals: reachable, unreachable (what gc would free, and what it keeps
     for being younger than --grace), blobs and bytes on disk. Changes nothing.
     """
-    report = _open(layout).du(references, sort=sort, grace=grace, allow_sparse=allow_sparse)
+    shown = output_format == "json" or not quiet  # -q prints digests only: no config to read
+    report = _open(layout).du(references, sort=sort, grace=grace, allow_sparse=allow_sparse, created=shown)
     render.print_du(report, output_format, quiet)
 
 

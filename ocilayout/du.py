@@ -14,15 +14,17 @@ a blob no descriptor sizes is measured on disk); unreachable blobs are measured 
 from __future__ import annotations
 
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
 from .delete import dangling_referrers, referrer_cascade
+from .descriptor import Descriptor
 from .digest import Digest
-from .graph import Graph, live_set
-from .indexfile import IndexFile
+from .graph import Graph, Node, live_set
+from .indexfile import Entry, IndexFile
+from .mediatypes import CREATED
+from .parallel import fork_split, worth_forking
 from .storage import LayoutStore
 
 SORT_KEYS = ("size", "exclusive", "shared", "name", "created")
@@ -74,64 +76,101 @@ def usage(
     grace: float = 3600.0,
     sort: str = "size",
     clock: float | None = None,
+    created: bool = True,
 ) -> DuReport:
-    """Account every image (or the `selected` ones; totals always cover the whole layout)."""
-    groups = index.by_digest()
-    created = _created(index, graph)  # first: the entries' nodes it reads stay for the walks
-    local = _local_names(store)
-    declared: dict[str, int] = {}
-    reach: dict[Digest, set[str]] = {}
-    doubtful: set[Digest] = set()
-    users: dict[str, list[Digest]] = {}
-    for digest, entries in groups.items():
-        live = live_set(graph, [entries[0].descriptor], allow_sparse=allow_sparse, sizes=declared)
-        reach[digest] = live.reached
-        if not live.certain:
-            doubtful.add(digest)
-        for blob in live.reached:
-            users.setdefault(blob, []).append(digest)
+    """Account every image (or the `selected` ones; totals always cover the whole layout).
 
+    One walk per image (what `rm` of it would look at), the layout's images split between
+    this process and a forked child; then use counts per blob: a blob's size is shared
+    when more than one image reaches it, exclusive when only the images `rm` would remove
+    together (the image and its dangling referrers) reach it. `created=False` leaves the
+    created times out (None) and reads no config.
+    """
+    groups = index.by_digest()
+    digests = list(groups)
+    heads = [entries[0].descriptor for entries in groups.values()]
+
+    def walk(first: int, last: int) -> _Walked:
+        return _walk_images(graph, heads[first:last], [groups[d] for d in digests[first:last]], allow_sparse, created)
+
+    if worth_forking(len(heads)):
+        # This process also lists blobs/ (serial otherwise): it walks a little less than half.
+        split = len(heads) * 45 // 100
+        warned = len(graph.warnings)
+
+        def there() -> tuple[_Walked, list[str]]:
+            return walk(split, len(heads)), graph.warnings[warned:]
+
+        (local, mine), (theirs, warnings) = fork_split(lambda: (_local_names(store), walk(0, split)), there)
+        for warning in warnings:  # after this half's own: the order of one pass
+            graph.warn(warning)
+        walked = _merge(mine, theirs)
+    else:
+        walked = walk(0, len(heads))
+        local = _local_names(store)
+    blobs, declared, reach, certain, created_at = walked
+
+    count = [0] * len(blobs)  # images reaching each blob
+    for ids in reach:
+        for i in ids:
+            count[i] += 1
     stats: dict[str, tuple[int, float] | None] = {}
 
-    def size_of(blob: str) -> int:
+    def size_of(i: int) -> int:
         """Declared size (what the walk read); the file's own for a local blob without one."""
-        size = declared.get(blob, -1)
-        if size < 0 and blob in local:
-            if blob not in stats:
-                stats[blob] = _stat(store, blob)
-            found = stats[blob]
-            size = found[0] if found is not None else 0
+        size = declared[i]
+        if size < 0:
+            blob = blobs[i]
+            if blob in local:
+                if blob not in stats:
+                    stats[blob] = _stat(store, blob)
+                found = stats[blob]
+                size = found[0] if found is not None else 0
         return max(size, 0)
+
+    sizes = [size if size >= 0 else size_of(i) for i, size in enumerate(declared)]
+    is_local = [blob in local for blob in blobs]
+    position = {d: k for k, d in enumerate(digests)}
+    doubtful = {d for d, sure in zip(digests, certain) if not sure}
 
     report = DuReport()
     report.totals.certain = not doubtful
-    referrers = dangling_referrers(groups, graph)
-    for digest in selected if selected is not None else list(groups):
-        blobs = reach[digest]
-        removed = {digest} | {r for r, _ in referrer_cascade([digest], referrers)}  # what rm takes along
+    referrers = dangling_referrers(groups, graph) if any(e.name is None for e in index.entries) else {}
+    for digest in selected if selected is not None else digests:
+        k = position[digest]
+        ids = reach[k]
         exclusive = 0
+        cascade = referrer_cascade([digest], referrers) if referrers else []
+        removed = {digest} | {r for r, _ in cascade}  # what rm takes along
         if not (doubtful - removed):  # rm frees nothing while a survivor is in doubt
-            exclusive = sum(size_of(b) for b in _freed(removed, reach, users) if b in local)
-        shared = sum(size_of(b) for b in blobs if len(users[b]) > 1)
+            if not cascade:
+                exclusive = sum([sizes[i] for i in ids if count[i] == 1 and is_local[i]])
+            else:
+                within: dict[int, int] = {}  # blob -> removed images reaching it
+                for r in removed:
+                    for i in reach[position[r]]:
+                        within[i] = within.get(i, 0) + 1
+                exclusive = sum(sizes[i] for i, n in within.items() if n == count[i] and is_local[i])
         report.images.append(
             ImageUsage(
                 digest=str(digest),
                 names=sorted({e.name for e in groups[digest] if e.name is not None}),
-                size=sum(size_of(b) for b in blobs),
+                size=sum([sizes[i] for i in ids]),
                 exclusive=exclusive,
-                shared=shared,
-                created=created.get(digest),
+                shared=sum([sizes[i] for i in ids if count[i] > 1]),
+                created=created_at[k],
             )
         )
     _sort(report.images, sort)
 
     totals = report.totals
-    reached = set(users)
+    reached = {blob: i for i, blob in enumerate(blobs)}
     cutoff = (clock if clock is not None else time.time()) - grace
     for blob in local:
         totals.blobs += 1
-        if blob in reached:
-            totals.on_disk += size_of(blob)
+        at = reached.get(blob)
+        if at is not None:
+            totals.on_disk += sizes[at]
             continue
         found = _stat(store, blob)  # unreached: its own size and age (for the grace period)
         if found is None:
@@ -144,17 +183,67 @@ def usage(
         else:
             totals.unreachable += size
             totals.unreachable_blobs += 1
-    totals.reachable = sum(size_of(b) for b in reached)
-    totals.reachable_blobs = len(reached)
+    totals.reachable = sum(sizes)
+    totals.reachable_blobs = len(blobs)
     report.warnings = [*index.warnings, *graph.warnings]
     return report
 
 
-def _freed(removed: set[Digest], reach: dict[Digest, set[str]], users: dict[str, list[Digest]]) -> set[str]:
-    """Blobs that the removed images reach and no other image does."""
-    candidates: set[str] = set().union(*(reach[d] for d in removed))
-    size = len(removed)  # a blob more images use than are removed stays: no need to look at them
-    return {b for b in candidates if len(users[b]) <= size and all(u in removed for u in users[b])}
+# What one process learns from walking some images: the blobs in first-seen order, their
+# declared sizes (the first that is not -1), per image the indexes of the blobs it reaches,
+# whether that is certain, and its created time. Plain data: marshalled from the child.
+_Walked = tuple[list[str], list[int], list[tuple[int, ...]], list[bool], list["str | None"]]
+
+
+def _walk_images(
+    graph: Graph, heads: list[Descriptor], groups: list[list[Entry]], allow_sparse: bool, created: bool
+) -> _Walked:
+    ids: dict[str, int] = {}
+    declared: list[int] = []
+    reach: list[tuple[int, ...]] = []
+    certain: list[bool] = []
+    times: list[str | None] = []
+    sizes: dict[str, int] = {}
+    for head, entries in zip(heads, groups):
+        node = graph.node(head) if created else None  # read once: the walk below reuses it
+        sizes.clear()
+        live = live_set(graph, [head], allow_sparse=allow_sparse, sizes=sizes)
+        mine = []
+        for blob in live.reached:
+            i = ids.get(blob)
+            if i is None:
+                i = ids[blob] = len(declared)
+                declared.append(sizes.get(blob, -1))
+            elif declared[i] < 0:
+                declared[i] = sizes.get(blob, -1)
+            mine.append(i)
+        reach.append(tuple(mine))
+        certain.append(live.certain)
+        times.append(_created(entries, node, graph) if node is not None else None)
+    return [str(b) for b in ids], declared, reach, certain, times
+
+
+def _merge(first: _Walked, second: _Walked) -> _Walked:
+    """The result of one walk over both halves (first's images first)."""
+    blobs, declared, reach, certain, times = first
+    ids = {blob: i for i, blob in enumerate(blobs)}
+    remap = []
+    for blob, size in zip(second[0], second[1]):
+        i = ids.get(blob)
+        if i is None:
+            i = ids[blob] = len(blobs)
+            blobs.append(blob)
+            declared.append(size)
+        elif declared[i] < 0:
+            declared[i] = size
+        remap.append(i)
+    reach.extend(tuple([remap[i] for i in image]) for image in second[2])
+    certain.extend(second[3])
+    times.extend(second[4])
+    return blobs, declared, reach, certain, times
+
+
+_HEX = "0123456789abcdef"
 
 
 def _local_names(store: LayoutStore) -> set[str]:
@@ -170,13 +259,13 @@ def _local_names(store: LayoutStore) -> set[str]:
         directory = base / algorithm
         if os.path.islink(directory):
             continue
-        name = re.compile(f"[0-9a-f]{{{length}}}")  # only blobs: other files are gc's strays
+        prefix = algorithm + ":"
         try:
-            with os.scandir(directory) as entries:
+            with os.scandir(directory) as entries:  # only blobs (lowercase hex of the length): others are strays
                 found.update(
-                    f"{algorithm}:{e.name}"
+                    prefix + e.name
                     for e in entries
-                    if name.fullmatch(e.name) and e.is_file(follow_symlinks=False)
+                    if len(e.name) == length and not e.name.strip(_HEX) and e.is_file(follow_symlinks=False)
                 )
         except OSError:
             continue
@@ -191,10 +280,18 @@ def _stat(store: LayoutStore, blob: str) -> tuple[int, float] | None:
     return st.st_size, st.st_mtime
 
 
-def _created(index: IndexFile, graph: Graph) -> dict[Digest, str | None]:
-    from .filters import image_facts
+def _created(entries: list[Entry], node: Node, graph: Graph) -> str | None:
+    """As `filters.image_facts` dates an image: an entry's created annotation, else the
+    manifest's, else the config's; normalised (RFC 3339 as Python writes it)."""
+    from .filters import _entry_created, parse_time
 
-    return {f.digest: f.created.isoformat() if f.created else None for f in image_facts(index, graph)}
+    text = _entry_created(entries) or node.annotations.get(CREATED)
+    if not text and node.config is not None:
+        info = graph.config_info(node.config)
+        if info is not None:
+            text = info.created
+    moment = parse_time(text) if text else None
+    return moment.isoformat() if moment else None
 
 
 def _sort(images: list[ImageUsage], key: str) -> None:

@@ -307,9 +307,11 @@ class Layout:
         sort: str = "size",
         grace: float | str = "1h",
         allow_sparse: bool = False,
+        created: bool = True,
     ) -> DuReport:
         """Space per image (size, exclusive: what `rm` of it alone frees, shared) and layout
-        totals (reachable, unreachable split by `grace`, on disk). Reads only."""
+        totals (reachable, unreachable split by `grace`, on disk). Reads only. `created=False`
+        leaves the images' created times out (None; no config is read), unless sorting by them."""
         from .du import SORT_KEYS, usage
         from .gc import parse_duration
 
@@ -320,7 +322,14 @@ class Layout:
         if references:
             selected = list(dict.fromkeys(resolve(self.index, r).digest for r in _several(references, "references")))
         return usage(
-            self.store, self.index, graph, selected, allow_sparse=allow_sparse, grace=parse_duration(grace), sort=sort
+            self.store,
+            self.index,
+            graph,
+            selected,
+            allow_sparse=allow_sparse,
+            grace=parse_duration(grace),
+            sort=sort,
+            created=created or sort == "created",
         )
 
     @_command
