@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
+from itertools import compress
 from typing import Sequence
 
 from .delete import dangling_referrers, referrer_cascade
@@ -99,7 +100,9 @@ def usage(
         warned = len(graph.warnings)
 
         def there() -> tuple[_Walked, list[str]]:
-            return walk(split, len(heads)), graph.warnings[warned:]
+            ids, *rest = walk(split, len(heads))
+            plain = {str(blob): i for blob, i in ids.items()}  # marshal takes no str subclass (Digest)
+            return (plain, *rest), graph.warnings[warned:]  # type: ignore[return-value]
 
         (local, mine), (theirs, warnings) = fork_split(lambda: (_local_names(store), walk(0, split)), there)
         for warning in warnings:  # after this half's own: the order of one pass
@@ -108,28 +111,31 @@ def usage(
     else:
         walked = walk(0, len(heads))
         local = _local_names(store)
-    blobs, declared, reach, certain, created_at = walked
+    ids, declared, reach, certain, created_at = walked
+    blobs = list(ids)
 
     count = [0] * len(blobs)  # images reaching each blob
-    for ids in reach:
-        for i in ids:
+    for image in reach:
+        for i in image:
             count[i] += 1
     stats: dict[str, tuple[int, float] | None] = {}
 
     def size_of(i: int) -> int:
-        """Declared size (what the walk read); the file's own for a local blob without one."""
-        size = declared[i]
-        if size < 0:
-            blob = blobs[i]
-            if blob in local:
-                if blob not in stats:
-                    stats[blob] = _stat(store, blob)
-                found = stats[blob]
-                size = found[0] if found is not None else 0
-        return max(size, 0)
+        """The file's own size, for a local blob that no descriptor sizes."""
+        blob = blobs[i]
+        if blob in local:
+            if blob not in stats:
+                stats[blob] = _stat(store, blob)
+            found = stats[blob]
+            return found[0] if found is not None else 0
+        return 0
 
     sizes = [size if size >= 0 else size_of(i) for i, size in enumerate(declared)]
-    is_local = [blob in local for blob in blobs]
+    # Per blob, its bytes where they count: in every image that reaches it (sizes), as shared
+    # (more than one image reaches it), as exclusive (only one does, and it is ours to delete).
+    owned = list(map(local.__contains__, blobs))  # in our own blobs/ (C loops: 450,000 blobs at 100,000 images)
+    shared_sizes = [size if n > 1 else 0 for size, n in zip(sizes, count)]
+    solo_sizes = [size if n == 1 and ours else 0 for size, n, ours in zip(sizes, count, owned)]
     position = {d: k for k, d in enumerate(digests)}
     doubtful = {d for d, sure in zip(digests, certain) if not sure}
 
@@ -137,42 +143,38 @@ def usage(
     report.totals.certain = not doubtful
     referrers = dangling_referrers(groups, graph) if any(e.name is None for e in index.entries) else {}
     for digest in selected if selected is not None else digests:
-        k = position[digest]
-        ids = reach[k]
+        image = reach[position[digest]]
         exclusive = 0
         cascade = referrer_cascade([digest], referrers) if referrers else []
-        removed = {digest} | {r for r, _ in cascade}  # what rm takes along
-        if not (doubtful - removed):  # rm frees nothing while a survivor is in doubt
+        removed = {digest} | {r for r, _ in cascade} if cascade or doubtful else {digest}  # what rm takes along
+        if not doubtful or not (doubtful - removed):  # rm frees nothing while a survivor is in doubt
             if not cascade:
-                exclusive = sum([sizes[i] for i in ids if count[i] == 1 and is_local[i]])
+                exclusive = sum(map(solo_sizes.__getitem__, image))
             else:
                 within: dict[int, int] = {}  # blob -> removed images reaching it
                 for r in removed:
                     for i in reach[position[r]]:
                         within[i] = within.get(i, 0) + 1
-                exclusive = sum(sizes[i] for i, n in within.items() if n == count[i] and is_local[i])
+                exclusive = sum(sizes[i] for i, n in within.items() if n == count[i] and owned[i])
         report.images.append(
             ImageUsage(
                 digest=str(digest),
                 names=sorted({e.name for e in groups[digest] if e.name is not None}),
-                size=sum([sizes[i] for i in ids]),
+                size=sum(map(sizes.__getitem__, image)),
                 exclusive=exclusive,
-                shared=sum([sizes[i] for i in ids if count[i] > 1]),
-                created=created_at[k],
+                shared=sum(map(shared_sizes.__getitem__, image)),
+                created=created_at[position[digest]],
             )
         )
     _sort(report.images, sort)
 
     totals = report.totals
-    reached = {blob: i for i, blob in enumerate(blobs)}
     cutoff = (clock if clock is not None else time.time()) - grace
-    for blob in local:
-        totals.blobs += 1
-        at = reached.get(blob)
-        if at is not None:
-            totals.on_disk += sizes[at]
-            continue
-        found = _stat(store, blob)  # unreached: its own size and age (for the grace period)
+    totals.blobs = len(local)
+    totals.on_disk = sum(compress(sizes, owned))
+    unreached = local.difference(ids) if sum(owned) < len(local) else set()
+    for blob in unreached:  # its own size and age (for the grace period)
+        found = _stat(store, blob)
         if found is None:
             continue
         size, mtime = found
@@ -189,10 +191,10 @@ def usage(
     return report
 
 
-# What one process learns from walking some images: the blobs in first-seen order, their
-# declared sizes (the first that is not -1), per image the indexes of the blobs it reaches,
+# What one process learns from walking some images: the blobs (digest -> index, in first-seen
+# order), their declared sizes (the first that is not -1), per image the indexes of the blobs it reaches,
 # whether that is certain, and its created time. Plain data: marshalled from the child.
-_Walked = tuple[list[str], list[int], list[tuple[int, ...]], list[bool], list["str | None"]]
+_Walked = tuple[dict[str, int], list[int], list[tuple[int, ...]], list[bool], list["str | None"]]
 
 
 def _walk_images(
@@ -203,36 +205,33 @@ def _walk_images(
     reach: list[tuple[int, ...]] = []
     certain: list[bool] = []
     times: list[str | None] = []
-    sizes: dict[str, int] = {}
     for head, entries in zip(heads, groups):
         node = graph.node(head) if created else None  # read once: the walk below reuses it
-        sizes.clear()
+        sizes: dict[str, int] = {}  # every blob the image reaches, with its declared size
         live = live_set(graph, [head], allow_sparse=allow_sparse, sizes=sizes)
         mine = []
-        for blob in live.reached:
+        for blob, size in sizes.items():
             i = ids.get(blob)
             if i is None:
                 i = ids[blob] = len(declared)
-                declared.append(sizes.get(blob, -1))
+                declared.append(size)
             elif declared[i] < 0:
-                declared[i] = sizes.get(blob, -1)
+                declared[i] = size
             mine.append(i)
         reach.append(tuple(mine))
         certain.append(live.certain)
         times.append(_created(entries, node, graph) if node is not None else None)
-    return [str(b) for b in ids], declared, reach, certain, times
+    return ids, declared, reach, certain, times
 
 
 def _merge(first: _Walked, second: _Walked) -> _Walked:
     """The result of one walk over both halves (first's images first)."""
-    blobs, declared, reach, certain, times = first
-    ids = {blob: i for i, blob in enumerate(blobs)}
+    ids, declared, reach, certain, times = first
     remap = []
-    for blob, size in zip(second[0], second[1]):
+    for blob, size in zip(second[0], second[1]):  # the child's blobs in its order
         i = ids.get(blob)
         if i is None:
-            i = ids[blob] = len(blobs)
-            blobs.append(blob)
+            i = ids[blob] = len(declared)
             declared.append(size)
         elif declared[i] < 0:
             declared[i] = size
@@ -240,7 +239,7 @@ def _merge(first: _Walked, second: _Walked) -> _Walked:
     reach.extend(tuple([remap[i] for i in image]) for image in second[2])
     certain.extend(second[3])
     times.extend(second[4])
-    return blobs, declared, reach, certain, times
+    return ids, declared, reach, certain, times
 
 
 _HEX = "0123456789abcdef"

@@ -141,3 +141,25 @@ def test_a_doubtful_dangling_referrer_goes_with_its_subject(generate_module, tmp
     removal = Layout.open(root).delete([usage_of_app.digest], force=True)
     after = {p.name for p in (root / "blobs" / "sha256").iterdir()}
     assert usage_of_app.exclusive == removal.bytes_freed == sum(s for n, s in before.items() if n not in after)
+
+
+@pytest.mark.parametrize("fork", [False, True])
+def test_an_unsized_reference_takes_a_later_declared_size(generate_module, tmp_path, monkeypatch, fork) -> None:
+    """A Docker schema1 manifest names its layers without sizes: the size declared by a later
+    image counts (here on purpose unlike the file's, so that falling back to the file shows)."""
+    root = tmp_path / "lay"
+    w = generate_module.LayoutWriter(root)
+    layer = w.layer(b"a layer both images use", generate_module.OCI_LAYER)
+    schema1 = w.json_blob(
+        {"schemaVersion": 1, "name": "old", "fsLayers": [{"blobSum": layer["digest"]}]},
+        "application/vnd.docker.distribution.manifest.v1+prettyjws",
+    )
+    w.add_entry(schema1, name="old")
+    w.add_entry(w.image([b"filler one"]), name="f1")
+    w.add_entry(w.image([b"filler two"]), name="f2")
+    w.add_entry(w.image([{**layer, "size": layer["size"] + 100}]), name="new")
+    w.finish()
+    old, new = both(root, monkeypatch, fork=fork)
+    same(old, new)
+    [usage_of_old] = [i for i in new.images if i.names == ["old"]]
+    assert usage_of_old.shared == layer["size"] + 100
