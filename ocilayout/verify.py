@@ -171,12 +171,19 @@ def _walk(graph: Graph, roots: Sequence[tuple[Descriptor, str]], problems: list[
     blobs: dict[Digest, _Blob] = {}
     kinds: dict[Digest, tuple[NodeState, Kind]] = {}  # entered manifests the graph does not keep
     labels = iter(where for _, where in roots)
+    leaf, configs = Visit.LEAF, _CONFIG_TYPES
     for descriptor, parent, _, visit, node in graph.walk((descriptor for descriptor, _ in roots), keep=False):
         digest = descriptor.digest
+        claim = (descriptor.size, next(labels) if parent is None else (parent.kind, parent.digest))
         blob = blobs.get(digest)
         if blob is None:
-            blob = blobs[digest] = _Blob(digest)
-        blob.claims.append((descriptor.size, next(labels) if parent is None else (parent.kind, parent.digest)))
+            blob = blobs[digest] = _Blob(digest, [claim])
+        else:
+            blob.claims.append(claim)
+        if visit is leaf:  # most steps (configs, layers): no node, only a schema for configs
+            if blob.schema_kind is None and descriptor.media_type in configs:
+                blob.schema_kind = "config"
+            continue
         if visit is Visit.CYCLE:
             where = blob.where(-1)
             problems.append(Problem("cycle", str(digest), f"referenced by {where}, which it (indirectly) references"))
