@@ -6,14 +6,16 @@ import sys
 from dataclasses import dataclass
 from functools import wraps
 from pathlib import Path
-from typing import Any, Callable, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, TypeVar
 
 import click
 
 from . import render
 from .errors import OcilayoutError
-from .layout import Layout
 from .lock import DEFAULT_LOCK_TIMEOUT
+
+if TYPE_CHECKING:  # imported by the commands that use it: `--help` needs none of the library
+    from .layout import Layout
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -95,6 +97,8 @@ layout_argument = click.argument("layout", type=click.Path(path_type=Path))
 
 
 def _open(layout: Path) -> Layout:
+    from .layout import Layout
+
     options = click.get_current_context().ensure_object(Options)
     return Layout.open(layout, options.shared_blobs, strict=options.strict)
 
@@ -441,6 +445,8 @@ def gc_command(
     without --allow-sparse), nothing is deleted (a warning says which).
     Holds the layout lock (every named layout's, for the shared form).
     """
+    from .layout import Layout
+
     options = click.get_current_context().ensure_object(Options)
     if layouts:
         if layout is not None:
@@ -507,7 +513,8 @@ def du_command(
     use too. Totals: reachable, unreachable (what gc would free, and what it keeps
     for being younger than --grace), blobs and bytes on disk. Changes nothing.
     """
-    report = _open(layout).du(references, sort=sort, grace=grace, allow_sparse=allow_sparse)
+    shown = output_format == "json" or not quiet  # -q prints digests only: no config to read
+    report = _open(layout).du(references, sort=sort, grace=grace, allow_sparse=allow_sparse, created=shown)
     render.print_du(report, output_format, quiet)
 
 
@@ -528,6 +535,7 @@ def verify_command(layout: Path, allow_sparse: bool, output_format: str, quiet: 
     clean, 1 when problems were found. Shows a progress bar on stderr when stderr
     is a terminal. Changes nothing and takes no lock. `fsck` is the same command.
     """
+    from .layout import Layout
     from .progress import byte_progress
 
     options = click.get_current_context().ensure_object(Options)

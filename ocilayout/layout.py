@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
 
-from .delete import RemovalPlan, RemovalReport, finish_report, plan_platform_removal, plan_removal
 from .descriptor import Platform, parse_platform_spec
 from .errors import UsageError
 from .graph import Graph
@@ -19,17 +18,18 @@ from .indexfile import IndexFile
 from .lock import DEFAULT_LOCK_TIMEOUT
 from .resolve import Resolved, resolve
 from .storage import LayoutStore, open_store
-from .transaction import Transaction, transaction
 
 if TYPE_CHECKING:  # each command imports only what it uses (start-up time is per command)
     from datetime import datetime, timedelta
 
+    from .delete import RemovalPlan, RemovalReport
     from .du import DuReport
     from .gc import GcReport
     from .listing import ImageRow, InspectReport, TreeNode
     from .prune import PruneReport
     from .referrers import ReferrersReport
     from .tagging import TagReport, UntagReport
+    from .transaction import Transaction
     from .verify import ProgressCallback, VerifyReport
 
 PathLike = str | os.PathLike[str]
@@ -195,6 +195,8 @@ class Layout:
         instead: a new index, every name of it moved there, the old platforms' blobs freed
         (`report.trims` has old and new digests).
         """
+        from .delete import plan_platform_removal, plan_removal
+
         references = _several(references, "references")
         filters = _several(filters, "filters")
         if platforms:
@@ -240,6 +242,8 @@ class Layout:
 
     def _commit_removal(self, txn: Transaction, plan: RemovalPlan) -> RemovalReport:
         """Write a removal plan (rm, prune) through the transaction and report what it freed."""
+        from .delete import finish_report
+
         result = txn.commit(
             plan.new_entries, [(d, self.store.local_path(d)) for d in plan.doomed], new_blobs=plan.new_blobs
         )
@@ -309,6 +313,7 @@ class Layout:
         rules, in one transaction. `references` globs choose the names the policy applies to,
         `keep` globs protect names; undated images are kept. `dangling` also removes unnamed
         entries older than `keep_within` (all of them without it)."""
+        from .delete import plan_removal
         from .prune import Policy, choose, fill, now_utc, parse_age
 
         within = parse_age(keep_within) if isinstance(keep_within, str) else keep_within
@@ -331,9 +336,11 @@ class Layout:
         sort: str = "size",
         grace: float | str = "1h",
         allow_sparse: bool = False,
+        created: bool = True,
     ) -> DuReport:
         """Space per image (size, exclusive: what `rm` of it alone frees, shared) and layout
-        totals (reachable, unreachable split by `grace`, on disk). Reads only."""
+        totals (reachable, unreachable split by `grace`, on disk). Reads only. `created=False`
+        leaves the images' created times out (None; no config is read), unless sorting by them."""
         from .du import SORT_KEYS, usage
         from .gc import parse_duration
 
@@ -344,7 +351,14 @@ class Layout:
         if references:
             selected = list(dict.fromkeys(resolve(self.index, r).digest for r in _several(references, "references")))
         return usage(
-            self.store, self.index, graph, selected, allow_sparse=allow_sparse, grace=parse_duration(grace), sort=sort
+            self.store,
+            self.index,
+            graph,
+            selected,
+            allow_sparse=allow_sparse,
+            grace=parse_duration(grace),
+            sort=sort,
+            created=created or sort == "created",
         )
 
     @_command
@@ -362,6 +376,8 @@ class Layout:
     def _transaction(
         self, lock_timeout: float, *, dry_run: bool, allow_sparse: bool = False
     ) -> AbstractContextManager[Transaction]:
+        from .transaction import transaction
+
         return transaction(
             [self.store],
             lock_timeout,

@@ -11,6 +11,7 @@ from .errors import CorruptLayoutError
 from .graph import Graph, Node, NodeState, Visit
 from .indexfile import IndexFile
 from .mediatypes import CREATED, DOCKER_CONFIG, OCI_CONFIG, Kind, is_leaf_type
+from .parallel import fork_split, worth_forking
 from .resolve import Resolved
 from .storage import LayoutStore
 
@@ -64,16 +65,18 @@ class TreeNode:
     children: list[TreeNode] = field(default_factory=list)
 
 
+Summary = tuple[str, list[str], int, "str | None", int]  # kind, platforms, size, created, missing
+
+
 def list_images(index: IndexFile, graph: Graph) -> list[ImageRow]:
     """A row per entry: kind, platforms, total size of its unique blobs, created time."""
-    rows = []
-    cache: dict[Any, tuple[str, list[str], int, str | None, int]] = {}
-    present: dict[Digest, bool] = {}
+    firsts: dict[Digest, Descriptor] = {}  # one summary per digest, from its first entry
     for entry in index.entries:
-        key = entry.digest
-        if key not in cache:
-            cache[key] = _summarise(entry.descriptor, graph, present)
-        kind, platforms, size, created, missing = cache[key]
+        firsts.setdefault(entry.digest, entry.descriptor)
+    summaries = dict(zip(firsts, summarise(list(firsts.values()), graph)))
+    rows = []
+    for entry in index.entries:
+        kind, platforms, size, created, missing = summaries[entry.digest]
         if not platforms and entry.descriptor.platform is not None:
             platforms = [str(entry.descriptor.platform)]
         rows.append(
@@ -91,13 +94,33 @@ def list_images(index: IndexFile, graph: Graph) -> list[ImageRow]:
     return rows
 
 
-def _summarise(
-    descriptor: Descriptor, graph: Graph, present: dict[Digest, bool]
-) -> tuple[str, list[str], int, str | None, int]:
-    node = graph.node(descriptor)
+def summarise(descriptors: list[Descriptor], graph: Graph) -> list[Summary]:
+    """The summary of each descriptor's content, in order; a big layout's second half is
+    summarised by a forked child at the same time (both cores)."""
+    present = graph.store.present_digests()  # one listing, shared by both processes
+    if not worth_forking(len(descriptors)):
+        return [_summarise(d, graph, present) for d in descriptors]
+    half = len(descriptors) // 2
+    warned = len(graph.warnings)
+
+    def there() -> tuple[list[Summary], list[str]]:
+        return [_summarise(d, graph, present) for d in descriptors[half:]], graph.warnings[warned:]
+
+    mine, (theirs, warnings) = fork_split(lambda: [_summarise(d, graph, present) for d in descriptors[:half]], there)
+    for warning in warnings:  # after this half's own: the order of a single pass
+        graph.warn(warning)
+    return mine + theirs
+
+
+def _summarise(descriptor: Descriptor, graph: Graph, present: set[str]) -> Summary:
+    """Kind, platforms, size of the unique blobs, created and the number of missing blobs of
+    one entry's content. Parsed manifests are not kept (a big layout's would fill memory)."""
     sizes: dict[Digest, int] = {}
     missing = 0
-    for child, *_ in graph.walk([descriptor]):
+    node: Node | None = None
+    for child, parent, _, _, step_node in graph.walk([descriptor], keep=False):
+        if parent is None:
+            node = step_node
         digest = child.digest
         if digest in sizes:
             if sizes[digest] < 0 <= child.size:
@@ -106,13 +129,12 @@ def _summarise(
         sizes[digest] = child.size
         # Configs and layers are never opened by the walk; one listing of each blobs/<alg>/
         # says whether they exist (a stat per blob costs as much as the whole walk).
-        found = present.get(digest)
-        if found is None:
-            found = present[digest] = graph.store.present(digest)
-            if not found and is_leaf_type(child.media_type):
-                graph.warn(_missing_blob(child))  # missing manifests are warned by the graph
-        if not found:
+        if digest not in present:
             missing += 1
+            if is_leaf_type(child.media_type):
+                graph.warn(_missing_blob(child))  # missing manifests are warned by the graph
+    if node is None:  # a leaf by media type: never opened
+        node = graph.node(descriptor, keep=False)
     created = node.annotations.get(CREATED)
     platforms: list[str] = []
     if node.kind is Kind.INDEX:

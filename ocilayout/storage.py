@@ -346,6 +346,16 @@ class LayoutStore:
             names = self._names[algorithm] = self._list_names(algorithm)
         return encoded in names
 
+    def present_digests(self) -> set[str]:
+        """Every digest `present` finds, as one set of `alg:hex` texts: for passes that ask
+        about hundreds of thousands of blobs (membership in one set, no parsing per question)."""
+        found: set[str] = set()
+        for algorithm in ALGORITHMS:
+            names = self._names.get(algorithm)
+            prefix = algorithm + ":"
+            found.update(prefix + name for name in (names if names is not None else self._list_names(algorithm)))
+        return found
+
     def _list_names(self, algorithm: str) -> set[str]:
         found: set[str] = set()
         for base in (self.blobs_dir, self.shared_blobs):
