@@ -7,7 +7,7 @@ shown: it falls back to click) and the terminal is at least 80 columns wide (cli
 tests/test_startup.py checks that TEXT is what click prints.
 """
 
-CLI_CRC32 = 2392197039
+CLI_CRC32 = 2085237866
 TEXT = (
     'Usage: ocilayout [OPTIONS] COMMAND [ARGS]...\n'
     '\n'

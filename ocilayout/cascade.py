@@ -120,28 +120,8 @@ def settle(
 
     sure = [root[1] for root in survivors if root[1].digest not in candidates]
     live = live_set(graph, sure, allow_sparse=allow_sparse)
-    if not live.certain or not all(own.certain for own in candidates.values()):
-        for own in candidates.values():
-            live.doubt.extend(own.doubt)
-        result.warnings.append(live.doubt_message())
-        # The freed set is unknown: only the referrers of the gone roots themselves go, and
-        # only while what is known to stay (children of deleted indexes stay too) does not
-        # reach their subject.
-        known = set(live.reached)
-        for candidate, own in candidates.items():
-            if candidate in holders:
-                known |= own.reached
-        seen = {desc.digest for _, desc in gone}
-        todo = [d for d in seen if d not in known]
-        while todo:
-            target = todo.pop(0)
-            for referrer in referrers_of.get(target, ()):
-                if referrer not in seen and referrer not in known:
-                    seen.add(referrer)
-                    result.cascaded.append(Cascaded(referrer, "referrer", target))
-                    todo.append(referrer)
-        return result
-
+    if not live.certain:
+        return _in_doubt(result, live, candidates, holders, referrers_of, gone)
     removed: dict[Digest, Cascaded] = {}
     reached = live.reached
     while True:
@@ -170,6 +150,11 @@ def settle(
         for cascaded in new:
             removed[cascaded.digest] = cascaded
             result.cascaded.append(cascaded)
+    # A candidate that goes may be in doubt (what it reaches no longer matters); one that stays
+    # may not: then what it keeps is unknown.
+    if any(not own.certain for digest, own in candidates.items() if digest not in removed):
+        result.cascaded = []
+        return _in_doubt(result, live, candidates, holders, referrers_of, gone)
 
     owners = dict(reach)
     for k, cascaded in enumerate(result.cascaded):
@@ -179,6 +164,36 @@ def settle(
     result.doomed = {
         d: owner for d, owner in owners.items() if d not in reached and d not in kept and store.is_local(d)
     }
+    return result
+
+
+def _in_doubt(
+    result: Settlement,
+    live: LiveSet,
+    candidates: dict[Digest, LiveSet],
+    holders: dict[Digest, set[Digest | None]],
+    referrers_of: dict[Digest, list[Digest]],
+    gone: Sequence[tuple[int, Descriptor]],
+) -> Settlement:
+    """What is freed cannot be known: no blob goes, and of the cascades only the referrers of
+    the gone roots themselves, while what is known to stay (children of deleted indexes stay
+    too) does not reach their subject."""
+    for own in candidates.values():
+        live.doubt.extend(own.doubt)
+    result.warnings.append(live.doubt_message())
+    known = set(live.reached)
+    for candidate, own in candidates.items():
+        if candidate in holders:
+            known |= own.reached
+    seen = {desc.digest for _, desc in gone}
+    todo = [d for d in seen if d not in known]
+    while todo:
+        target = todo.pop(0)
+        for referrer in referrers_of.get(target, ()):
+            if referrer not in seen and referrer not in known:
+                seen.add(referrer)
+                result.cascaded.append(Cascaded(referrer, "referrer", target))
+                todo.append(referrer)
     return result
 
 

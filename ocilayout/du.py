@@ -146,11 +146,13 @@ def usage(
     for digest in selected if selected is not None else digests:
         image = reach[position[digest]]
         exclusive = 0
-        if not doubtful or not (doubtful - {digest}):  # rm frees nothing while a survivor is in doubt
-            freed = cascade.freed_by(digest) if cascade is not None else None
-            if freed is None:  # nothing goes along: what only this image reaches
+        took = cascade.freed_by(digest) if cascade is not None else None
+        if took is None:  # nothing goes along: what only this image reaches
+            if not doubtful or doubtful == {digest}:  # rm frees nothing while a survivor is in doubt
                 exclusive = sum(map(solo_sizes.__getitem__, image))
-            else:
+        else:
+            freed, removed = took
+            if not doubtful or not doubtful - {digests[k] for k in removed}:
                 exclusive = sum(sizes[i] for i in freed if owned[i])
         report.images.append(
             ImageUsage(
@@ -239,9 +241,10 @@ class _Cascade:
                 if found:
                     self.children_of[k] = [children[b] for b in found]
 
-    def freed_by(self, digest: Digest) -> list[int] | None:
-        """The blobs `rm` of `digest` alone frees, cascades included; None when nothing can go
-        along (then a blob is freed exactly when this image is its only user)."""
+    def freed_by(self, digest: Digest) -> tuple[list[int], set[int]] | None:
+        """The blobs `rm` of `digest` alone frees, cascades included, and the images it removes;
+        None when nothing can go along (then a blob is freed exactly when this image is its
+        only user)."""
         if not self.referrers_of and not self.children_of:
             return None
         count, reach, child_blob, image_of_child = self.count, self.reach, self.child_blob, self.image_of_child
@@ -283,7 +286,7 @@ class _Cascade:
                     orphans.add(child)
                     leave(child)
                 work.append((False, child))
-        return freed
+        return freed, removed
 
 
 # What one process learns from walking some images: the blobs (digest -> index, in first-seen

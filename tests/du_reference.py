@@ -1,17 +1,18 @@
-"""The `du` accounting as it was before the one-pass rewrite (commit d519b74), kept only as
-the reference the new one is compared with (tests/test_du_equivalence.py): a live set per
-image, users per blob, and the exclusive bytes of each image from those sets."""
+"""The `du` accounting as it was before the one-pass rewrite (commit d519b74, with the
+complete cascades of DESIGN 3.7 as a plain fixpoint over sets), kept only as the reference
+the new one is compared with (tests/test_du_equivalence.py): a live set per image, users per
+blob, and the exclusive bytes of each image from those sets."""
 
 from __future__ import annotations
 
 import time
 from typing import Sequence
 
-from ocilayout.delete import dangling_referrers, referrer_cascade
 from ocilayout.digest import Digest
 from ocilayout.du import DuReport, ImageUsage, _local_names, _sort, _stat
 from ocilayout.graph import Graph, live_set
-from ocilayout.indexfile import IndexFile
+from ocilayout.indexfile import Entry, IndexFile
+from ocilayout.mediatypes import Kind
 from ocilayout.storage import LayoutStore
 
 
@@ -54,13 +55,13 @@ def old_usage(
 
     report = DuReport()
     report.totals.certain = not doubtful
-    referrers = dangling_referrers(groups, graph)
+    cascade = _Cascade(groups, graph, reach, users)
     for digest in selected if selected is not None else list(groups):
         blobs = reach[digest]
-        removed = {digest} | {r for r, _ in referrer_cascade([digest], referrers)}
         exclusive = 0
+        freed, removed = cascade.freed_by(digest)
         if not (doubtful - removed):
-            exclusive = sum(size_of(b) for b in _freed(removed, reach, users) if b in local)
+            exclusive = sum(size_of(b) for b in freed if b in local)
         shared = sum(size_of(b) for b in blobs if len(users[b]) > 1)
         report.images.append(
             ImageUsage(
@@ -97,6 +98,47 @@ def old_usage(
     totals.reachable_blobs = len(reached)
     report.warnings = [*index.warnings, *graph.warnings]
     return report
+
+
+class _Cascade:
+    """What rm of one image takes along: referrers of what it frees, children of a removed
+    index that only removed or such children reach; a fixpoint over plain sets."""
+
+    def __init__(
+        self,
+        groups: dict[Digest, list[Entry]],
+        graph: Graph,
+        reach: dict[Digest, set[str]],
+        users: dict[str, list[Digest]],
+    ) -> None:
+        self.reach, self.users = reach, users
+        self.referrers_of: dict[str, list[Digest]] = {}
+        self.held_by: dict[Digest, set[Digest]] = {}
+        dangling = [d for d, entries in groups.items() if all(e.name is None for e in entries)]
+        for digest in dangling:
+            subject = graph.node(groups[digest][0].descriptor).subject
+            if subject is not None:
+                self.referrers_of.setdefault(subject.digest, []).append(digest)
+                continue
+            for holder in users.get(digest, []):
+                if holder == digest:
+                    continue
+                for descriptor, parent, depth, _, _ in graph.walk([groups[holder][0].descriptor]):
+                    if descriptor.digest == digest and depth and parent is not None and parent.kind is Kind.INDEX:
+                        self.held_by.setdefault(digest, set()).add(holder)
+                        break
+
+    def freed_by(self, digest: Digest) -> tuple[set[str], set[Digest]]:
+        removed = {digest}
+        while True:
+            freed = _freed(removed, self.reach, self.users)
+            new = {r for blob in freed for r in self.referrers_of.get(blob, ()) if r not in removed}
+            orphaned = {c for c, holders in self.held_by.items() if c not in removed and holders & removed}
+            gone = removed | orphaned
+            new |= {c for c in orphaned if all(u in gone for u in self.users[c])}
+            if not new:
+                return freed, removed
+            removed |= new
 
 
 def _freed(removed: set[Digest], reach: dict[Digest, set[str]], users: dict[str, list[Digest]]) -> set[str]:

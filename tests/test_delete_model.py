@@ -251,17 +251,23 @@ def model_cascade(world: World, entries: list, removed: list, deleted: set[str],
     """DESIGN 3.7 on plain sets, straight from its words: unnamed entries that refer to any
     blob the deletion frees go, recursively; unnamed entries (not referrers) held in the
     manifests of a deleted index go unless a survivor that is no such child reaches them.
-    In doubt (a missing manifest among what stays) the freed set is unknown: then only the
-    referrers of the deleted digests themselves go."""
-    removed = list(removed)
-    doubt = bool(world.missing & reach(world, {d for e in entries if e not in removed for d in [e[1]]})) and not allow_sparse
+    When what the survivors would then reach is in doubt (a missing manifest) the freed set
+    is unknown: only the referrers of the deleted digests go, while nothing known to stay
+    reaches them."""
+    certain = _cascade(world, entries, list(removed), set(deleted), doubt=False)
+    if allow_sparse or not world.missing & reach(world, {d for _, d in certain}):
+        return certain
+    return _cascade(world, entries, list(removed), set(deleted), doubt=True)
+
+
+def _cascade(world: World, entries: list, removed: list, deleted: set[str], doubt: bool) -> list:
     while True:
         remaining = [e for e in entries if e not in removed]
         roots = {d for _, d in remaining}
         gone_roots = {d for _, d in removed} - roots
         dangling = {d for d in roots if not any(n for n, dd in remaining if dd == d)}
         new: set[str] = set()
-        if doubt:  # referrers of deleted digests nothing that stays is known to reach
+        if doubt:
             known = reach(world, roots)
             new = {d for d in dangling if world.subject.get(d) in deleted and world.subject[d] not in known}
             deleted |= new
