@@ -20,10 +20,10 @@ freed set cannot be known: then only the referrers of the removed entries' own d
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence, cast
+from typing import Iterable, Sequence
 
 from .descriptor import Descriptor
-from .digest import Digest
+from .digest import Digest, parse_digest
 from .graph import Graph, LiveSet, _walk_live, live_set
 from .mediatypes import Kind
 from .storage import LayoutStore
@@ -156,14 +156,16 @@ def settle(
         result.cascaded = []
         return _in_doubt(result, live, candidates, holders, referrers_of, gone)
 
-    owners = dict(reach)
+    owners: dict[str, int] = {digest: owner for digest, owner in reach.items()}
     for k, cascaded in enumerate(result.cascaded):
-        for blob in candidates[cascaded.digest].reached:  # Digests: walked here, never forked
-            owners.setdefault(cast(Digest, blob), -2 - k)
+        for blob in candidates[cascaded.digest].reached:
+            owners.setdefault(blob, -2 - k)
     # absent, or only in the shared directory (which we never touch): not ours to delete
-    result.doomed = {
-        d: owner for d, owner in owners.items() if d not in reached and d not in kept and store.is_local(d)
-    }
+    for blob, owner in owners.items():
+        if blob not in reached and blob not in kept:
+            digest = parse_digest(blob)  # a live set may hold plain text (the reference cache)
+            if store.is_local(digest):
+                result.doomed[digest] = owner
     return result
 
 
