@@ -97,16 +97,20 @@ def list_images(index: IndexFile, graph: Graph) -> list[ImageRow]:
 def summarise(descriptors: list[Descriptor], graph: Graph) -> list[Summary]:
     """The summary of each descriptor's content, in order; a big layout's second half is
     summarised by a forked child at the same time (both cores)."""
-    present = graph.store.present_digests()  # one listing, shared by both processes
     if not worth_forking(len(descriptors)):
+        present = graph.store.present_digests()
         return [_summarise(d, graph, present) for d in descriptors]
     half = len(descriptors) // 2
     warned = len(graph.warnings)
 
-    def there() -> tuple[list[Summary], list[str]]:
-        return [_summarise(d, graph, present) for d in descriptors[half:]], graph.warnings[warned:]
+    def part(first: int, last: int) -> list[Summary]:
+        present = graph.store.present_digests()  # each process lists blobs/ itself: nothing serial
+        return [_summarise(d, graph, present) for d in descriptors[first:last]]
 
-    mine, (theirs, warnings) = fork_split(lambda: [_summarise(d, graph, present) for d in descriptors[:half]], there)
+    def there() -> tuple[list[Summary], list[str]]:
+        return part(half, len(descriptors)), graph.warnings[warned:]
+
+    mine, (theirs, warnings) = fork_split(lambda: part(0, half), there)
     for warning in warnings:  # after this half's own: the order of a single pass
         graph.warn(warning)
     return mine + theirs
