@@ -21,7 +21,7 @@ import signal
 import threading
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from . import refcache
 from .descriptor import Descriptor, parse_descriptor, platform_from_json
@@ -105,7 +105,14 @@ class Node:
         self._layers = layers
         self._annotations: Mapping[str, str] = {} if annotations is None else annotations
         self._artifact_type = artifact_type
-        self._lazy: tuple[str, Callable[[], Node]] | None = None
+        self._lazy: tuple[str, Graph, Kind, int] | None = None  # a cache record's body, decoded when asked for
+
+    @property
+    def has_children(self) -> bool:
+        """Whether `children` is not empty (without decoding a cached node)."""
+        if self._lazy is not None and self.leaves is not None:
+            return bool(self.leaves)
+        return bool(self.children)
 
     @property
     def children(self) -> tuple[Descriptor, ...]:
@@ -151,14 +158,14 @@ class Node:
 
     def _unpack(self) -> None:
         assert self._lazy is not None
-        body, reread = self._lazy
+        body, graph, promised, size = self._lazy
         self._lazy = None
         try:
             fields = refcache.decode_manifest(body, self.leaves)
         except ValueError:
             # A record that passed its checksum but does not decode (or whose leaves are not its
             # children): only a hand-made one. Believe the blob instead.
-            fresh = reread()
+            fresh = graph._read(Descriptor(None, self.digest, size), promised)
             self.kind, self.state, self.problem, self.leaves = fresh.kind, fresh.state, fresh.problem, fresh.leaves
             fields = (fresh.children, fresh.config, fresh.layers, fresh.subject, fresh.annotations, fresh.artifact_type)
         self._children, self._config, self._layers, self._subject, self._annotations, self._artifact_type = fields
@@ -193,6 +200,7 @@ _CONTENT_KINDS = {
     refcache.KIND_IMAGE: Kind.IMAGE,
     refcache.KIND_ARTIFACT: Kind.ARTIFACT,
 }
+_CONTENT_KIND_TEXTS = {str(number): kind for number, kind in _CONTENT_KINDS.items()}
 
 
 class Visit(str, Enum):
@@ -298,9 +306,9 @@ class Graph:
             self.warnings.append(message)
 
     def prepare(self) -> None:
-        """Load the reference cache now (before a fork: the child inherits it)."""
+        """Load the reference cache's manifest records now (before a fork: the child inherits them)."""
         if self._facts is not None:
-            self._facts.load()
+            self._facts.load("M")
 
     # -- one blob -------------------------------------------------------------------
 
@@ -326,7 +334,7 @@ class Graph:
         else:
             self._lenient = False
             node = self._node_from(digest, promised, self._parse(digest, document))
-        if keep or not node.children or node.state is not NodeState.PARSED:
+        if keep or not node.has_children or node.state is not NodeState.PARSED:
             self._nodes[digest] = node
         return node
 
@@ -347,9 +355,9 @@ class Graph:
         digest = descriptor.digest
         facts = self._facts
         if facts is not None:
-            rest = facts.get("M" + digest)
-            if rest is not None:
-                node = self._recorded(digest, promised, rest)
+            line = facts.get("M" + digest)
+            if line is not None:
+                node = self._recorded(digest, promised, line)
                 if node is not None:
                     return node
         return self._read(descriptor, promised)
@@ -387,8 +395,8 @@ class Graph:
         if facts is not None and not self._lenient and refcache.content_matches(digest, data):
             content_kind, children, config_at, layers_at, layers_count, subject, annotations, artifact_type = parsed
             facts.add(
-                "M" + digest,
                 refcache.encode_manifest(
+                    digest,
                     len(data),
                     content_kind,
                     node.leaves,
@@ -403,22 +411,26 @@ class Graph:
             )
         return node
 
-    def _recorded(self, digest: Digest, promised: Kind, rest: str) -> Node | None:
+    def _recorded(self, digest: Digest, promised: Kind, line: str) -> Node | None:
         """The node a cache record describes, when the blob is there with the recorded size;
-        None (read the blob) otherwise, or when the record is malformed."""
-        split = refcache.split_manifest(rest)
-        if split is None:
+        None (read the blob) otherwise, or when the record is malformed (the hot path of a
+        warm walk: `refcache.split_manifest` inlined)."""
+        parts = line.split("\t", 4)
+        if len(parts) != 5:
             return None
-        size, content_kind, leaves, body = split
+        _, size_text, kind_text, leaf_text, body = parts
+        kind = _CONTENT_KIND_TEXTS.get(kind_text)
+        if kind is None or not size_text.isdigit() or len(size_text) > 18:
+            return None
+        size = int(size_text)
         if self.store.blob_size(digest) != size:
             return None  # absent (let the read say so), not a regular file, truncated, replaced
-        kind = _CONTENT_KINDS[content_kind]
-        if kind is Kind.LEAF:
+        if kind is Kind.LEAF:  # the content declares nothing: the reference decides
             kind = Kind.LEAF if promised is Kind.UNKNOWN else promised
         state = NodeState.PARSED if kind is not Kind.LEAF else NodeState.NOT_READ
-        if leaves is not None:  # the common image manifest: the rest is decoded when asked for
-            node = Node(digest, kind, state, leaves=leaves)
-            node._lazy = (body, lambda: self._read(Descriptor(None, digest, size), promised))
+        if leaf_text != refcache.NOT_LEAFY:  # the common image manifest: the rest is decoded when asked for
+            node = Node(digest, kind, state, leaves=tuple(leaf_text.split(",")) if leaf_text else ())
+            node._lazy = (body, self, promised, size)
             return node
         try:
             children, config, layers, subject, annotations, artifact_type = refcache.decode_manifest(body, None)
@@ -614,7 +626,7 @@ class Graph:
                 yield (descriptor, parent, depth, ENTER, node)
                 leaf_sink.update(leaves)
                 continue
-            if node.children and depth >= self.max_depth:
+            if depth >= self.max_depth and node.has_children:
                 message = f"nesting deeper than {self.max_depth} levels at {digest}; not followed further"
                 if self.strict:
                     raise CorruptLayoutError(message)
@@ -651,9 +663,9 @@ class Graph:
     def _read_config(self, digest: Digest) -> ConfigInfo | None:
         facts = self._facts
         if facts is not None:
-            rest = facts.get("C" + digest)
-            if rest is not None:
-                record = refcache.decode_config(rest)
+            line = facts.get("C" + digest)
+            if line is not None:
+                record = refcache.decode_config(line)
                 if record is not None and self.store.blob_size(digest) == record[0]:
                     return ConfigInfo(*record[1:])
         try:
@@ -679,8 +691,9 @@ class Graph:
         )
         if facts is not None and refcache.content_matches(digest, data):
             facts.add(
-                "C" + digest,
-                refcache.encode_config(len(data), info.created, info.os, info.architecture, info.variant, info.labels),
+                refcache.encode_config(
+                    digest, len(data), info.created, info.os, info.architecture, info.variant, info.labels
+                )
             )
         return info
 

@@ -38,7 +38,6 @@ import atexit
 import hashlib
 import json
 import os
-import re
 import stat
 import sys
 import threading
@@ -103,8 +102,6 @@ _MEDIA_TYPES: tuple[str, ...] = (
 )
 _MEDIA_CODES: dict[str | None, int] = {m: i for i, m in enumerate(_MEDIA_TYPES)}
 _NO_ANNOTATIONS: Mapping[str, str] = MappingProxyType({})
-_LEAVES = re.compile(r"(?:sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})(?:,(?:sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}))*")
-_SIZE = re.compile(r"0|[1-9][0-9]{0,18}")
 
 # Content kinds, as a record stores them ("none": the referencing media type decides).
 KIND_NONE, KIND_INDEX, KIND_IMAGE, KIND_ARTIFACT = 0, 1, 2, 3
@@ -206,42 +203,52 @@ def _register_atexit() -> None:
         atexit.register(finish)
 
 
+KINDS = ("M", "C")  # record kinds: manifests and indexes, image configs (filed in separate chunks)
+
+
 class LayoutFacts:
-    """Records of one layout: those loaded from the cache file and those learnt since."""
+    """Records of one layout: those loaded from the cache file and those learnt since.
+
+    Each kind of record is loaded on its first lookup (`rm` never loads configs).
+    """
 
     def __init__(self, directory: Path, layout: str, size_of: Callable[[Digest], int | None]) -> None:
         self.directory = directory
         self.layout = layout
         self.size_of = size_of
         self.pid = os.getpid()
-        self.records: dict[str, str] | None = None  # "M<digest>" / "C<digest>" -> the rest of its line
+        self.records: dict[str, str] = {}  # "M<digest>" / "C<digest>" -> its whole line
+        self.loaded: set[str] = set()  # kinds loaded (or tried)
         self.pending: list[str] = []  # whole lines learnt by this process (or sent by its fork child)
         self.hits: set[str] = set()
-        self.max_id = 0  # the newest chunk loaded: a merge replaces chunks up to it, never newer ones
+        self.max_id: dict[str, int] = {}  # per kind, the newest chunk loaded: a merge replaces up to it
         self.last_used = 0.0
-        self.merge = False  # chunks to merge, or one to drop (bad checksum)
+        self.merge: set[str] = set()  # kinds whose chunks to merge (too many, duplicates, a bad one)
         self.rebuild = False  # the file is not a database of this version: replace it
         self._load_lock = threading.Lock()
 
     # reading
 
-    def load(self) -> None:
-        """Read this layout's chunks (once); any problem leaves the records empty."""
-        if self.records is not None:
+    def load(self, kind: str = "M") -> None:
+        """Read this layout's chunks of one kind (once); any problem leaves them out."""
+        if kind in self.loaded:
             return
         with self._load_lock:
-            if self.records is None:
-                records: dict[str, str] = {}
-                try:
-                    self._load(records)
-                except Exception as exc:  # never let the cache break a command
-                    records.clear()
-                    self._failed("reading", exc)
-                self.records = records
+            if kind in self.loaded:
+                return
+            records: dict[str, str] = {}
+            try:
+                self._load(kind, records)
+            except Exception as exc:  # never let the cache break a command
+                records.clear()
+                self._failed("reading", exc)
+            for key, line in records.items():
+                self.records.setdefault(key, line)  # a record learnt meanwhile says the same
+            self.loaded.add(kind)
 
-    def _load(self, records: dict[str, str]) -> None:
+    def _load(self, kind: str, records: dict[str, str]) -> None:
         path = self.directory / FILE_NAME
-        if not os.path.lexists(path):
+        if self.rebuild or not os.path.lexists(path):
             return
         if not _trusted_dir(self.directory) or not _trusted_file(path):
             return
@@ -254,70 +261,74 @@ class LayoutFacts:
             lines = 0
             chunks = 0
             for chunk_id, used, data, checksum in con.execute(
-                "SELECT id, used, data, sum FROM chunks WHERE layout = ? ORDER BY id", (self.layout,)
+                "SELECT id, used, data, sum FROM chunks WHERE layout = ? AND kind = ? ORDER BY id", (self.layout, kind)
             ):
                 chunks += 1
-                self.max_id = max(self.max_id, chunk_id if type(chunk_id) is int else 0)
+                if type(chunk_id) is int:
+                    self.max_id[kind] = max(self.max_id.get(kind, 0), chunk_id)
                 if type(used) in (int, float):
                     self.last_used = max(self.last_used, float(used))
-                if type(data) is not bytes or checksum != _checksum(self.layout, data):
-                    self.merge = True
+                if type(data) is not bytes or checksum != _checksum(self.layout, kind, data):
+                    self.merge.add(kind)
                     note(f"{path}: a chunk of {self.layout} fails its checksum; ignored")
                     continue
                 try:
                     text = data.decode("ascii")
                 except UnicodeDecodeError:
-                    self.merge = True
+                    self.merge.add(kind)
                     continue
-                for line in text.split("\n"):
-                    key, sep, rest = line.partition("\t")
-                    if sep:
-                        records[key] = rest
-                        lines += 1
+                split = text.split("\n")
+                lines += len(split)
+                records.update({line[: line.find("\t")]: line for line in split if line.startswith(kind)})
         finally:
             con.close()
+        records.pop("", None)
         if chunks > MAX_CHUNKS_PER_LAYOUT or lines > 2 * len(records) + 64:
-            self.merge = True
+            self.merge.add(kind)
 
     def get(self, key: str) -> str | None:
-        """The rest of the line filed under `key` ("M" or "C" and a digest), if any."""
-        records = self.records
-        if records is None:
-            self.load()
-            records = self.records
-            assert records is not None
-        rest = records.get(key)
-        if rest is not None:
+        """The line filed under `key` ("M" or "C" and a digest), if any."""
+        if key[0] not in self.loaded:
+            self.load(key[0])
+        line = self.records.get(key)
+        if line is not None:
             self.hits.add(key)
-        return rest
+        return line
 
     # learning
 
-    def add(self, key: str, rest: str) -> None:
-        """A record learnt by this process, written by `flush`."""
-        self.pending.append(f"{key}\t{rest}")
-        if self.records is not None:
-            self.records[key] = rest
+    def add(self, line: str) -> None:
+        """A record learnt by this process (one line, key first), written by `flush`."""
+        cut = line.find("\t")
+        if cut <= 0 or line[0] not in KINDS or "\n" in line or not line.isascii():
+            return
+        self.pending.append(line)
+        self.records[line[:cut]] = line
 
     def add_lines(self, lines: list[str]) -> None:
-        """Records a forked child learnt (already whole lines); malformed ones are dropped."""
+        """Records a forked child learnt."""
         for line in lines:
-            key, sep, rest = line.partition("\t")
-            if sep and "\n" not in line and line.isascii():
-                self.add(key, rest)
+            self.add(line)
 
     # writing
 
     def flush(self) -> None:
-        """One transaction: add the learnt records as a chunk (or merge this layout's chunks),
-        then evict past the caps. Failing quietly: the cache is only ever an optimisation."""
-        if os.getpid() != self.pid or self.records is None:
-            return  # a fork child never writes; nothing was ever loaded: nothing to say
+        """One transaction: add the learnt records as a chunk per kind (or merge this layout's
+        chunks of a kind), then evict past the caps. Failing quietly: the cache is only ever an
+        optimisation."""
+        if os.getpid() != self.pid or not self.loaded:
+            return  # a fork child never writes; nothing was ever looked up: nothing to say
         touch = time.time() - self.last_used > TOUCH_EVERY_S and bool(self.hits)
         if not (self.pending or self.merge or self.rebuild or touch):
             return
         try:
-            self._flush()
+            try:
+                self._flush()
+            except Exception as exc:
+                if not _damaged(exc):
+                    raise
+                self.rebuild = True  # replace the file and write once more
+                self._flush()
         except Exception as exc:
             self._failed("writing", exc)
         finally:
@@ -337,6 +348,9 @@ class LayoutFacts:
         path = directory / FILE_NAME
         if self.rebuild:
             _remove_database(path)
+            self.rebuild = False
+            self.max_id = {}
+            self.merge = set(self.loaded)
         if not os.path.lexists(path):
             try:
                 os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
@@ -354,23 +368,28 @@ class LayoutFacts:
             try:
                 if not _meta_ok(con):
                     _create_schema(con)
-                    self.max_id = 0
-                    self.merge = True  # the chunks we loaded (if any) are gone: file them again
+                    self.max_id = {}
+                    self.merge = set(self.loaded)  # the chunks we loaded (if any) are gone: file them again
                 now = time.time()
-                if self.merge:
-                    lines = self._merged()
-                    con.execute("DELETE FROM chunks WHERE layout = ? AND id <= ?", (self.layout, self.max_id))
-                else:
-                    lines = self.pending
-                if lines:
-                    data = "\n".join(lines).encode("ascii")
-                    if len(data) <= max_bytes():
+                for kind in KINDS:
+                    if kind in self.merge:
+                        lines = self._merged(kind)
                         con.execute(
-                            "INSERT INTO chunks (layout, used, bytes, data, sum) VALUES (?, ?, ?, ?, ?)",
-                            (self.layout, now, len(data), data, _checksum(self.layout, data)),
+                            "DELETE FROM chunks WHERE layout = ? AND kind = ? AND id <= ?",
+                            (self.layout, kind, self.max_id.get(kind, 0)),
                         )
                     else:
+                        lines = [line for line in self.pending if line[0] == kind]
+                    if not lines:
+                        continue
+                    data = "\n".join(lines).encode("ascii")
+                    if len(data) > max_bytes():
                         note(f"{self.layout}: {len(data)} bytes of records exceed the cache cap; not kept")
+                        continue
+                    con.execute(
+                        "INSERT INTO chunks (layout, kind, used, bytes, data, sum) VALUES (?, ?, ?, ?, ?, ?)",
+                        (self.layout, kind, now, len(data), data, _checksum(self.layout, kind, data)),
+                    )
                 con.execute("UPDATE chunks SET used = ? WHERE layout = ?", (now, self.layout))
                 _evict(con, self.layout)
                 con.execute("COMMIT")
@@ -387,33 +406,36 @@ class LayoutFacts:
                     pass
         finally:
             con.close()
-        self.merge = self.rebuild = False
+        self.merge = set()
 
-    def _merged(self) -> list[str]:
-        """Every record worth keeping: those used or learnt now, and those whose blob is still
-        in this layout with the recorded size (records of deleted images go)."""
-        records = self.records or {}
+    def _merged(self, kind: str) -> list[str]:
+        """Every record of `kind` worth keeping: those used or learnt now, and those whose blob
+        is still in this layout with the recorded size (records of deleted images go)."""
         learnt = {line.partition("\t")[0] for line in self.pending}
-        lines = list(self.pending)
-        for key, rest in records.items():
-            if key in learnt:
+        lines = [line for line in self.pending if line[0] == kind]
+        for key, line in self.records.items():
+            if key[0] != kind or key in learnt:
                 continue
             if key not in self.hits:
-                size = rest.partition("\t")[0]
-                if self.size_of(Digest(key[1:])) != _int(size):
+                size = line.split("\t", 2)[1]
+                if FAST_DIGEST.fullmatch(key, 1) is None or self.size_of(Digest(key[1:])) != _int(size):
                     continue
-            lines.append(f"{key}\t{rest}")
+            lines.append(line)
         return lines
 
     def _failed(self, what: str, exc: BaseException) -> None:
-        import sqlite3
-
-        code = getattr(exc, "sqlite_errorcode", None)
-        if isinstance(exc, sqlite3.DatabaseError) and code in (11, 26):  # SQLITE_CORRUPT, SQLITE_NOTADB
+        if _damaged(exc):
             self.rebuild = True
             note(f"{self.directory / FILE_NAME}: damaged ({exc}); ignored, rebuilt at the next write")
         else:
             note(f"{what} {self.directory / FILE_NAME}: {exc}; running uncached")
+
+
+def _damaged(exc: BaseException) -> bool:
+    """Whether SQLite says the file is no database or a corrupt one (SQLITE_CORRUPT, SQLITE_NOTADB)."""
+    import sqlite3
+
+    return isinstance(exc, sqlite3.DatabaseError) and getattr(exc, "sqlite_errorcode", None) in (11, 26)
 
 
 # -- the file ----------------------------------------------------------------------------------
@@ -430,7 +452,7 @@ def _meta_ok(con: sqlite3.Connection) -> bool:
 
     try:
         meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
-        con.execute("SELECT id, layout, used, bytes, data, sum FROM chunks LIMIT 0").fetchall()
+        con.execute("SELECT id, layout, kind, used, bytes, data, sum FROM chunks LIMIT 0").fetchall()
     except sqlite3.OperationalError as exc:
         if "no such" in str(exc):  # a new file, or one of another shape
             return False
@@ -445,14 +467,14 @@ def _create_schema(con: sqlite3.Connection) -> None:
         "SELECT type, name FROM sqlite_master WHERE type IN ('table', 'index', 'view', 'trigger')"
         " AND name NOT LIKE 'sqlite_%'"
     ).fetchall():
-        if kind == "table":
-            con.execute(f'DROP TABLE IF EXISTS "{name}"')
+        if kind in ("table", "view", "trigger"):
+            con.execute(f'DROP {kind.upper()} IF EXISTS "{name}"')
     con.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
     con.execute(
-        "CREATE TABLE chunks (id INTEGER PRIMARY KEY AUTOINCREMENT, layout TEXT NOT NULL, used REAL NOT NULL,"
-        " bytes INTEGER NOT NULL, data BLOB NOT NULL, sum BLOB NOT NULL)"
+        "CREATE TABLE chunks (id INTEGER PRIMARY KEY AUTOINCREMENT, layout TEXT NOT NULL, kind TEXT NOT NULL,"
+        " used REAL NOT NULL, bytes INTEGER NOT NULL, data BLOB NOT NULL, sum BLOB NOT NULL)"
     )
-    con.execute("CREATE INDEX chunks_layout ON chunks (layout)")
+    con.execute("CREATE INDEX chunks_layout ON chunks (layout, kind)")
     con.executemany(
         "INSERT INTO meta (key, value) VALUES (?, ?)", [("format", str(FORMAT)), ("code", code_fingerprint())]
     )
@@ -513,10 +535,9 @@ def _trusted_file(path: Path) -> bool:
     return True
 
 
-def _checksum(layout: str, data: bytes) -> bytes:
+def _checksum(layout: str, kind: str, data: bytes) -> bytes:
     digest = hashlib.sha256(_CHECKSUM_TAG)
-    digest.update(layout.encode("utf-8", "surrogateescape"))
-    digest.update(b"\0")
+    digest.update(f"{layout}\0{kind}\0".encode("utf-8", "surrogateescape"))
     digest.update(data)
     return digest.digest()[:16]
 
@@ -559,6 +580,7 @@ def leaves_of(children: tuple[Descriptor, ...]) -> tuple[str, ...] | None:
 
 
 def encode_manifest(
+    digest: Digest,
     size: int,
     content_kind: int,
     leaves: tuple[str, ...] | None,
@@ -570,37 +592,40 @@ def encode_manifest(
     annotations: Mapping[str, str],
     artifact_type: str | None,
 ) -> str:
-    """The rest of an "M" line: size, content kind, leaves, and the node's fields as JSON."""
+    """An "M" line: key, size, content kind, leaves (the children's digests when all are
+    leaf-typed, else `*`), and the other fields as JSON (children without their digests when
+    the leaves give them)."""
+    with_digest = leaves is None
     body = [
-        [_encode_descriptor(c) for c in children],
+        [_encode_descriptor(c, with_digest) for c in children],
         config_at,
         layers_at,
         layers_count,
-        None if subject is None else _encode_descriptor(subject),
+        None if subject is None else _encode_descriptor(subject, True),
         dict(annotations) if annotations else None,
         artifact_type,
     ]
     leaf_text = NOT_LEAFY if leaves is None else ",".join(leaves)
-    return f"{size}\t{content_kind}\t{leaf_text}\t{json.dumps(body, separators=(',', ':'))}"
+    return f"M{digest}\t{size}\t{content_kind}\t{leaf_text}\t{json.dumps(body, separators=(',', ':'))}"
 
 
-def split_manifest(rest: str) -> tuple[int, int, tuple[str, ...] | None, str] | None:
-    """(size, content kind, leaves, body) of an "M" record, checked; None when malformed."""
-    parts = rest.split("\t", 3)
-    if len(parts) != 4:
+_KIND_TEXTS = {"0": KIND_NONE, "1": KIND_INDEX, "2": KIND_IMAGE, "3": KIND_ARTIFACT}
+
+
+def split_manifest(line: str) -> tuple[int, int, tuple[str, ...] | None, str] | None:
+    """(size, content kind, leaves, body) of an "M" line; None when malformed. The leaves are
+    not checked here: they only ever add to what is kept, and decoding the body checks that
+    they are the children's digests."""
+    parts = line.split("\t", 4)
+    if len(parts) != 5:
         return None
-    size_text, kind_text, leaf_text, body = parts
-    if _SIZE.fullmatch(size_text) is None or kind_text not in ("0", "1", "2", "3"):
+    _, size_text, kind_text, leaf_text, body = parts
+    content_kind = _KIND_TEXTS.get(kind_text)
+    if content_kind is None or not size_text.isdigit() or len(size_text) > 18:
         return None
     if leaf_text == NOT_LEAFY:
-        leaves = None
-    elif not leaf_text:
-        leaves = ()
-    elif _LEAVES.fullmatch(leaf_text) is not None:
-        leaves = tuple(leaf_text.split(","))
-    else:
-        return None
-    return int(size_text), int(kind_text), leaves, body
+        return int(size_text), content_kind, None, body
+    return int(size_text), content_kind, tuple(leaf_text.split(",")) if leaf_text else (), body
 
 
 ManifestFields = tuple[
@@ -609,8 +634,9 @@ ManifestFields = tuple[
 
 
 def decode_manifest(body: str, leaves: tuple[str, ...] | None) -> ManifestFields:
-    """(children, config, layers, subject, annotations, artifact type) of an "M" record's body;
-    ValueError when anything is off, including leaves that are not the children's."""
+    """(children, config, layers, subject, annotations, artifact type) of an "M" line's body;
+    ValueError when anything is off (digests are checked against the digest grammar: no path
+    is ever built from a bad one)."""
     try:
         raw = json.loads(body)
         if type(raw) is not list or len(raw) != 7:
@@ -618,7 +644,14 @@ def decode_manifest(body: str, leaves: tuple[str, ...] | None) -> ManifestFields
         raw_children, config_at, layers_at, layers_count, raw_subject, raw_annotations, artifact_type = raw
         if type(raw_children) is not list:
             raise ValueError("children")
-        children = tuple([_decode_descriptor(c) for c in raw_children])
+        if leaves is None:
+            children = tuple([_decode_descriptor(c, None) for c in raw_children])
+        else:
+            if len(leaves) != len(raw_children):
+                raise ValueError("leaves are not the children")
+            children = tuple([_decode_descriptor(c, d) for c, d in zip(raw_children, leaves)])
+            if not all(c.media_type in LEAF_TYPES for c in children):
+                raise ValueError("leaves are not leaf-typed")
         n = len(children)
         if type(config_at) is not int or not -1 <= config_at < n:
             raise ValueError("config")
@@ -626,14 +659,12 @@ def decode_manifest(body: str, leaves: tuple[str, ...] | None) -> ManifestFields
             raise ValueError("layers")
         if not (0 <= layers_at and 0 <= layers_count and layers_at + layers_count <= n):
             raise ValueError("layers")
-        subject = None if raw_subject is None else _decode_descriptor(raw_subject)
+        subject = None if raw_subject is None else _decode_descriptor(raw_subject, None)
         annotations = _decode_strings(raw_annotations)
         if artifact_type is not None and type(artifact_type) is not str:
             raise ValueError("artifactType")
     except (TypeError, IndexError, KeyError, RecursionError) as exc:
         raise ValueError(str(exc)) from None
-    if leaves is not None and leaves != tuple([c.digest for c in children]):
-        raise ValueError("leaves are not the children")
     if leaves is None and leaves_of(children) is not None:
         raise ValueError("leaves missing")
     layers = tuple([c.digest for c in children[layers_at : layers_at + layers_count]])
@@ -648,17 +679,26 @@ def decode_manifest(body: str, leaves: tuple[str, ...] | None) -> ManifestFields
 
 
 def encode_config(
-    size: int, created: str | None, os_: str | None, arch: str | None, variant: str | None, labels: Mapping[str, str]
+    digest: Digest,
+    size: int,
+    created: str | None,
+    os_: str | None,
+    arch: str | None,
+    variant: str | None,
+    labels: Mapping[str, str],
 ) -> str:
-    """The rest of a "C" line: size and the config fields as JSON."""
+    """A "C" line: key, size and the config fields as JSON."""
     body = [created, os_, arch, variant, dict(labels) if labels else None]
-    return f"{size}\t{json.dumps(body, separators=(',', ':'))}"
+    return f"C{digest}\t{size}\t{json.dumps(body, separators=(',', ':'))}"
 
 
-def decode_config(rest: str) -> tuple[int, str | None, str | None, str | None, str | None, Mapping[str, str]] | None:
-    """(size, created, os, architecture, variant, labels) of a "C" record; None when malformed."""
-    size_text, sep, body = rest.partition("\t")
-    if not sep or _SIZE.fullmatch(size_text) is None:
+def decode_config(line: str) -> tuple[int, str | None, str | None, str | None, str | None, Mapping[str, str]] | None:
+    """(size, created, os, architecture, variant, labels) of a "C" line; None when malformed."""
+    parts = line.split("\t", 2)
+    if len(parts) != 3:
+        return None
+    _, size_text, body = parts
+    if not size_text.isdigit() or len(size_text) > 18:
         return None
     try:
         raw = json.loads(body)
@@ -673,8 +713,10 @@ def decode_config(rest: str) -> tuple[int, str | None, str | None, str | None, s
     return int(size_text), created, os_, arch, variant, labels if labels is not None else {}
 
 
-def _encode_descriptor(d: Descriptor) -> list[Any]:
+def _encode_descriptor(d: Descriptor, with_digest: bool) -> list[Any]:
     out: list[Any] = [_MEDIA_CODES.get(d.media_type, d.media_type), d.digest, d.size]
+    if not with_digest:
+        del out[1]
     if d.platform is not None or d.annotations or d.artifact_type is not None:
         p = d.platform
         out.append(None if p is None else [p.os, p.architecture, p.variant, p.os_version])
@@ -683,10 +725,20 @@ def _encode_descriptor(d: Descriptor) -> list[Any]:
     return out
 
 
-def _decode_descriptor(raw: Any) -> Descriptor:
-    if type(raw) is not list or len(raw) not in (3, 6):
+def _decode_descriptor(raw: Any, digest: str | None) -> Descriptor:
+    """A descriptor from its record; `digest` given when the record leaves it out."""
+    if type(raw) is not list:
         raise ValueError("descriptor")
-    media_type, digest, size = raw[0], raw[1], raw[2]
+    if digest is None:
+        if len(raw) not in (3, 6):
+            raise ValueError("descriptor")
+        media_type, digest, size = raw[0], raw[1], raw[2]
+        extra = raw[3:]
+    else:
+        if len(raw) not in (2, 5):
+            raise ValueError("descriptor")
+        media_type, size = raw[0], raw[1]
+        extra = raw[2:]
     if type(media_type) is int:
         if not 0 <= media_type < len(_MEDIA_TYPES):
             raise ValueError("media type code")
@@ -697,9 +749,9 @@ def _decode_descriptor(raw: Any) -> Descriptor:
         raise ValueError("digest")
     if type(size) is not int or not -1 <= size <= MAX_SIZE:
         raise ValueError("size")
-    if len(raw) == 3:
+    if not extra:
         return Descriptor(media_type, Digest(digest), size, None, _NO_ANNOTATIONS)
-    raw_platform, raw_annotations, artifact_type = raw[3], raw[4], raw[5]
+    raw_platform, raw_annotations, artifact_type = extra
     platform = None
     if raw_platform is not None:
         if type(raw_platform) is not list or len(raw_platform) != 4:
@@ -727,4 +779,4 @@ def _decode_strings(raw: Any) -> dict[str, str] | None:
 
 
 def _int(text: str) -> int:
-    return int(text) if _SIZE.fullmatch(text) is not None else -2
+    return int(text) if text.isdigit() and len(text) <= 18 else -2
