@@ -38,6 +38,7 @@ import atexit
 import hashlib
 import json
 import os
+import signal
 import stat
 import sys
 import threading
@@ -392,6 +393,7 @@ class LayoutFacts:
                     )
                 con.execute("UPDATE chunks SET used = ? WHERE layout = ?", (now, self.layout))
                 _evict(con, self.layout)
+                _crash_point("cache-before-commit")
                 con.execute("COMMIT")
             except BaseException:
                 try:
@@ -436,6 +438,14 @@ def _damaged(exc: BaseException) -> bool:
     import sqlite3
 
     return isinstance(exc, sqlite3.DatabaseError) and getattr(exc, "sqlite_errorcode", None) in (11, 26)
+
+
+CRASH_ENV = "OCILAYOUT_TEST_CRASH_AT"  # the same test hook as transaction.crash_point
+
+
+def _crash_point(name: str) -> None:
+    if os.environ.get(CRASH_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 # -- the file ----------------------------------------------------------------------------------
