@@ -355,9 +355,9 @@ class Graph:
         digest = descriptor.digest
         facts = self._facts
         if facts is not None:
-            line = facts.get("M" + digest)
-            if line is not None:
-                node = self._recorded(digest, promised, line)
+            rest = facts.get("M" + digest)
+            if rest is not None:
+                node = self._recorded(digest, promised, rest)
                 if node is not None:
                     return node
         return self._read(descriptor, promised)
@@ -395,8 +395,8 @@ class Graph:
         if facts is not None and not self._lenient and refcache.content_matches(digest, data):
             content_kind, children, config_at, layers_at, layers_count, subject, annotations, artifact_type = parsed
             facts.add(
+                "M" + digest,
                 refcache.encode_manifest(
-                    digest,
                     len(data),
                     content_kind,
                     node.leaves,
@@ -411,14 +411,14 @@ class Graph:
             )
         return node
 
-    def _recorded(self, digest: Digest, promised: Kind, line: str) -> Node | None:
+    def _recorded(self, digest: Digest, promised: Kind, rest: str) -> Node | None:
         """The node a cache record describes, when the blob is there with the recorded size;
         None (read the blob) otherwise, or when the record is malformed (the hot path of a
         warm walk: `refcache.split_manifest` inlined)."""
-        parts = line.split("\t", 4)
-        if len(parts) != 5:
+        parts = rest.split("\t", 3)
+        if len(parts) != 4:
             return None
-        _, size_text, kind_text, leaf_text, body = parts
+        size_text, kind_text, leaf_text, body = parts
         kind = _CONTENT_KIND_TEXTS.get(kind_text)
         if kind is None or not size_text.isdigit() or len(size_text) > 18:
             return None
@@ -429,6 +429,8 @@ class Graph:
             kind = Kind.LEAF if promised is Kind.UNKNOWN else promised
         state = NodeState.PARSED if kind is not Kind.LEAF else NodeState.NOT_READ
         if leaf_text != refcache.NOT_LEAFY:  # the common image manifest: the rest is decoded when asked for
+            if leaf_text.strip(refcache.LEAF_CHARS):  # only digests: checked when decoded, no path before
+                return None
             node = Node(digest, kind, state, leaves=tuple(leaf_text.split(",")) if leaf_text else ())
             node._lazy = (body, self, promised, size)
             return node
@@ -663,9 +665,9 @@ class Graph:
     def _read_config(self, digest: Digest) -> ConfigInfo | None:
         facts = self._facts
         if facts is not None:
-            line = facts.get("C" + digest)
-            if line is not None:
-                record = refcache.decode_config(line)
+            rest = facts.get("C" + digest)
+            if rest is not None:
+                record = refcache.decode_config(rest)
                 if record is not None and self.store.blob_size(digest) == record[0]:
                     return ConfigInfo(*record[1:])
         try:
@@ -691,9 +693,8 @@ class Graph:
         )
         if facts is not None and refcache.content_matches(digest, data):
             facts.add(
-                refcache.encode_config(
-                    digest, len(data), info.created, info.os, info.architecture, info.variant, info.labels
-                )
+                "C" + digest,
+                refcache.encode_config(len(data), info.created, info.os, info.architecture, info.variant, info.labels),
             )
         return info
 
@@ -815,7 +816,7 @@ def _live_set_forked(
             os.close(read_end)
             learnt = len(graph._facts.pending) if graph._facts is not None else 0
             live = _walk_live(graph, second, allow_sparse)
-            payload = _encode(live, graph.warnings, graph._facts.pending[learnt:] if graph._facts is not None else [])
+            payload = _encode(live, graph.warnings, graph._facts.learnt_since(learnt) if graph._facts is not None else [])
             view = memoryview(payload)
             while view:
                 view = view[os.write(write_end, view) :]
@@ -868,15 +869,18 @@ def _encode(live: LiveSet, warnings: list[str], learnt: list[str]) -> bytes:
         "doubt": [[d.digest, d.reason, d.detail] for d in live.doubt],
         "missing": live.missing,
         "warnings": warnings,
-        "learnt": learnt,  # reference-cache records: only the parent writes them
     }
-    # One line per digest, joined and split in C: this is the serial part of the fork.
-    return (json.dumps(head) + "\n" + "\n".join(live.reached)).encode()
+    # One line per digest, joined and split in C: this is the serial part of the fork. Then,
+    # after a NUL, the reference-cache records the child learnt (only the parent writes them).
+    return (json.dumps(head) + "\n" + "\n".join(live.reached) + "\0" + "\n".join(learnt)).encode()
 
 
 def _decode(payload: bytes, graph: Graph) -> LiveSet | None:
     try:
-        head_text, _, body = payload.decode().partition("\n")
+        text, nul, learnt_text = payload.decode().partition("\0")
+        if not nul:
+            return None
+        head_text, _, body = text.partition("\n")
         head = json.loads(head_text)
         live = LiveSet()
         live.doubt = [Doubt(Digest(d), reason, detail) for d, reason, detail in head["doubt"]]
@@ -884,9 +888,7 @@ def _decode(payload: bytes, graph: Graph) -> LiveSet | None:
         if body:
             live.reached = set(body.split("\n"))
         warnings = head["warnings"]
-        learnt = head["learnt"]
-        if type(learnt) is not list or not all(type(line) is str for line in learnt):
-            return None
+        learnt = learnt_text.split("\n") if learnt_text else []
     except (ValueError, KeyError, TypeError):
         return None
     for warning in warnings:

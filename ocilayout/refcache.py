@@ -21,7 +21,7 @@ writable by nobody else, from a file whose format and code fingerprint are this 
 not a database, another version, a bad checksum, a malformed record — is ignored, and the
 file or chunk is rebuilt at the next write.
 
-Storage: one SQLite file (WAL, busy timeout) per format version. Records are lines of text,
+Storage: one SQLite file (WAL, busy timeout) per format version. Records are short texts,
 grouped per layout (its real path) in chunks: each command that learnt something adds one
 chunk in one transaction at its end, so a command loads its layout's records with one query.
 The layout is only where records are filed; a record is true for its digest anywhere. Chunks
@@ -107,6 +107,7 @@ _NO_ANNOTATIONS: Mapping[str, str] = MappingProxyType({})
 # Content kinds, as a record stores them ("none": the referencing media type decides).
 KIND_NONE, KIND_INDEX, KIND_IMAGE, KIND_ARTIFACT = 0, 1, 2, 3
 NOT_LEAFY = "*"  # the `leaves` field of a record whose children are not all leaf-typed
+LEAF_CHARS = "0123456789abcdefhs:,"  # all a `leaves` field may hold: never a path separator or dot
 
 _switch = True
 _lock = threading.RLock()
@@ -218,9 +219,9 @@ class LayoutFacts:
         self.layout = layout
         self.size_of = size_of
         self.pid = os.getpid()
-        self.records: dict[str, str] = {}  # "M<digest>" / "C<digest>" -> its whole line
+        self.records: dict[str, str] = {}  # key ("M<digest>" / "C<digest>") -> the rest of its record
         self.loaded: set[str] = set()  # kinds loaded (or tried)
-        self.pending: list[str] = []  # whole lines learnt by this process (or sent by its fork child)
+        self.pending: list[tuple[str, str]] = []  # (key, rest) learnt by this process (or its fork child)
         self.hits: set[str] = set()
         self.max_id: dict[str, int] = {}  # per kind, the newest chunk loaded: a merge replaces up to it
         self.last_used = 0.0
@@ -243,8 +244,8 @@ class LayoutFacts:
             except Exception as exc:  # never let the cache break a command
                 records.clear()
                 self._failed("reading", exc)
-            for key, line in records.items():
-                self.records.setdefault(key, line)  # a record learnt meanwhile says the same
+            for key, rest in records.items():
+                self.records.setdefault(key, rest)  # a record learnt meanwhile says the same
             self.loaded.add(kind)
 
     def _load(self, kind: str, records: dict[str, str]) -> None:
@@ -256,8 +257,9 @@ class LayoutFacts:
         con = _connect(path)
         try:
             if not _meta_ok(con):
-                self.rebuild = True
-                note(f"{path}: another version's or foreign cache; it is rebuilt at the next write")
+                # Not yet initialised (another process may be creating it right now), or of
+                # another version: nothing to believe; the next write resets it in its transaction.
+                note(f"{path}: empty, or another version's or foreign; not used")
                 return
             lines = 0
             chunks = 0
@@ -273,43 +275,49 @@ class LayoutFacts:
                     self.merge.add(kind)
                     note(f"{path}: a chunk of {self.layout} fails its checksum; ignored")
                     continue
-                try:
-                    text = data.decode("ascii")
-                except UnicodeDecodeError:
+                # Keys, then NUL, then the rest of each record in the same order: split and
+                # paired in C (a Python loop over 100,000 lines costs more than the query).
+                cut = data.find(b"\0")
+                view = memoryview(data)
+                keys = str(view[:cut], "ascii", "replace").split("\n")
+                rests = str(view[cut + 1 :], "ascii", "replace").split("\n")
+                view.release()
+                if cut < 0 or len(keys) != len(rests):
                     self.merge.add(kind)
                     continue
-                split = text.split("\n")
-                lines += len(split)
-                records.update({line[: line.find("\t")]: line for line in split if line.startswith(kind)})
+                lines += len(keys)
+                records.update(zip(keys, rests))
         finally:
             con.close()
-        records.pop("", None)
         if chunks > MAX_CHUNKS_PER_LAYOUT or lines > 2 * len(records) + 64:
             self.merge.add(kind)
 
     def get(self, key: str) -> str | None:
-        """The line filed under `key` ("M" or "C" and a digest), if any."""
+        """The record filed under `key` ("M" or "C" and a digest), without its key; None if none."""
         if key[0] not in self.loaded:
             self.load(key[0])
-        line = self.records.get(key)
-        if line is not None:
+        rest = self.records.get(key)
+        if rest is not None:
             self.hits.add(key)
-        return line
+        return rest
 
     # learning
 
-    def add(self, line: str) -> None:
-        """A record learnt by this process (one line, key first), written by `flush`."""
-        cut = line.find("\t")
-        if cut <= 0 or line[0] not in KINDS or "\n" in line or not line.isascii():
-            return
-        self.pending.append(line)
-        self.records[line[:cut]] = line
+    def add(self, key: str, rest: str) -> None:
+        """A record this process made (`encode_manifest`, `encode_config`: ASCII, one line)."""
+        self.pending.append((key, rest))
+        self.records[key] = rest
+
+    def learnt_since(self, mark: int) -> list[str]:
+        """Records learnt after the first `mark`, as "key<TAB>rest" lines (a fork child's message)."""
+        return [f"{key}\t{rest}" for key, rest in self.pending[mark:]]
 
     def add_lines(self, lines: list[str]) -> None:
-        """Records a forked child learnt."""
+        """Records a forked child learnt ("key<TAB>rest" lines); anything odd is dropped."""
         for line in lines:
-            self.add(line)
+            key, tab, rest = line.partition("\t")
+            if tab and key[:1] in KINDS and line.isascii() and "\n" not in line and "\0" not in line:
+                self.add(key, rest)
 
     # writing
 
@@ -350,8 +358,8 @@ class LayoutFacts:
         if self.rebuild:
             _remove_database(path)
             self.rebuild = False
+            self.merge = {kind for kind in self.loaded if kind in self.max_id}
             self.max_id = {}
-            self.merge = set(self.loaded)
         if not os.path.lexists(path):
             try:
                 os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
@@ -361,16 +369,20 @@ class LayoutFacts:
             return
         con = _connect(path)
         try:
-            con.execute("PRAGMA auto_vacuum = INCREMENTAL")  # only takes effect on a new, empty file
+            con.execute("PRAGMA page_size = 65536")  # these two only take effect on a new, empty file:
+            con.execute("PRAGMA auto_vacuum = INCREMENTAL")  # big pages write a chunk twice as fast
             con.execute("PRAGMA journal_mode = WAL")
-            con.execute("PRAGMA synchronous = NORMAL")
+            # No fsync: a cache need not survive a power loss, and one damaged by it is detected
+            # (SQLite's own checks, the chunk checksums) and rebuilt; a killed process loses nothing.
+            con.execute("PRAGMA synchronous = OFF")
             con.execute("PRAGMA journal_size_limit = 8388608")
             con.execute("BEGIN IMMEDIATE")
             try:
                 if not _meta_ok(con):
                     _create_schema(con)
+                    # The chunks we loaded (if any) are gone: file their records again.
+                    self.merge = {kind for kind in self.loaded if kind in self.max_id}
                     self.max_id = {}
-                    self.merge = set(self.loaded)  # the chunks we loaded (if any) are gone: file them again
                 now = time.time()
                 for kind in KINDS:
                     if kind in self.merge:
@@ -380,10 +392,12 @@ class LayoutFacts:
                             (self.layout, kind, self.max_id.get(kind, 0)),
                         )
                     else:
-                        lines = [line for line in self.pending if line[0] == kind]
+                        lines = [(key, rest) for key, rest in self.pending if key[0] == kind]
                     if not lines:
                         continue
-                    data = "\n".join(lines).encode("ascii")
+                    data = (
+                        "\n".join([key for key, _ in lines]) + "\0" + "\n".join([rest for _, rest in lines])
+                    ).encode("ascii")
                     if len(data) > max_bytes():
                         note(f"{self.layout}: {len(data)} bytes of records exceed the cache cap; not kept")
                         continue
@@ -410,19 +424,19 @@ class LayoutFacts:
             con.close()
         self.merge = set()
 
-    def _merged(self, kind: str) -> list[str]:
+    def _merged(self, kind: str) -> list[tuple[str, str]]:
         """Every record of `kind` worth keeping: those used or learnt now, and those whose blob
         is still in this layout with the recorded size (records of deleted images go)."""
-        learnt = {line.partition("\t")[0] for line in self.pending}
-        lines = [line for line in self.pending if line[0] == kind]
-        for key, line in self.records.items():
+        learnt = {key for key, _ in self.pending}
+        lines = [(key, rest) for key, rest in self.pending if key[0] == kind]
+        for key, rest in self.records.items():
             if key[0] != kind or key in learnt:
                 continue
             if key not in self.hits:
-                size = line.split("\t", 2)[1]
+                size = rest.partition("\t")[0]
                 if FAST_DIGEST.fullmatch(key, 1) is None or self.size_of(Digest(key[1:])) != _int(size):
                     continue
-            lines.append(line)
+            lines.append((key, rest))
         return lines
 
     def _failed(self, what: str, exc: BaseException) -> None:
@@ -590,7 +604,6 @@ def leaves_of(children: tuple[Descriptor, ...]) -> tuple[str, ...] | None:
 
 
 def encode_manifest(
-    digest: Digest,
     size: int,
     content_kind: int,
     leaves: tuple[str, ...] | None,
@@ -602,10 +615,28 @@ def encode_manifest(
     annotations: Mapping[str, str],
     artifact_type: str | None,
 ) -> str:
-    """An "M" line: key, size, content kind, leaves (the children's digests when all are
-    leaf-typed, else `*`), and the other fields as JSON (children without their digests when
-    the leaves give them)."""
+    """An "M" record (its key is "M" and the digest): size, content kind, leaves (the children's
+    digests when all are leaf-typed, else `*`), and the other fields as JSON (children without
+    their digests when the leaves give them)."""
     with_digest = leaves is None
+    if not with_digest and subject is None and not annotations and artifact_type is None:
+        # The common image manifest, without json.dumps: children are [code, size] pairs.
+        codes = _MEDIA_CODES
+        try:
+            pairs = ",".join(
+                [
+                    f"[{codes[c.media_type]},{c.size}]"
+                    if c.platform is None and not c.annotations and c.artifact_type is None
+                    else _NOT_PLAIN[0]
+                    for c in children
+                ]
+            )
+        except KeyError:  # a media type without a code
+            pass
+        else:
+            if "!" not in pairs:
+                leaf_text = ",".join(leaves)  # type: ignore[arg-type]
+                return f"{size}\t{content_kind}\t{leaf_text}\t[[{pairs}],{config_at},{layers_at},{layers_count},null,null,null]"
     body = [
         [_encode_descriptor(c, with_digest) for c in children],
         config_at,
@@ -616,25 +647,31 @@ def encode_manifest(
         artifact_type,
     ]
     leaf_text = NOT_LEAFY if leaves is None else ",".join(leaves)
-    return f"M{digest}\t{size}\t{content_kind}\t{leaf_text}\t{json.dumps(body, separators=(',', ':'))}"
+    return f"{size}\t{content_kind}\t{leaf_text}\t{_ENCODE(body)}"
+
+
+_NOT_PLAIN = ("!",)
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode  # one encoder: json.dumps with options makes one per call
 
 
 _KIND_TEXTS = {"0": KIND_NONE, "1": KIND_INDEX, "2": KIND_IMAGE, "3": KIND_ARTIFACT}
 
 
-def split_manifest(line: str) -> tuple[int, int, tuple[str, ...] | None, str] | None:
-    """(size, content kind, leaves, body) of an "M" line; None when malformed. The leaves are
+def split_manifest(rest: str) -> tuple[int, int, tuple[str, ...] | None, str] | None:
+    """(size, content kind, leaves, body) of an "M" record; None when malformed. The leaves are
     not checked here: they only ever add to what is kept, and decoding the body checks that
     they are the children's digests."""
-    parts = line.split("\t", 4)
-    if len(parts) != 5:
+    parts = rest.split("\t", 3)
+    if len(parts) != 4:
         return None
-    _, size_text, kind_text, leaf_text, body = parts
+    size_text, kind_text, leaf_text, body = parts
     content_kind = _KIND_TEXTS.get(kind_text)
     if content_kind is None or not size_text.isdigit() or len(size_text) > 18:
         return None
     if leaf_text == NOT_LEAFY:
         return int(size_text), content_kind, None, body
+    if leaf_text.strip(LEAF_CHARS):
+        return None
     return int(size_text), content_kind, tuple(leaf_text.split(",")) if leaf_text else (), body
 
 
@@ -689,26 +726,17 @@ def decode_manifest(body: str, leaves: tuple[str, ...] | None) -> ManifestFields
 
 
 def encode_config(
-    digest: Digest,
-    size: int,
-    created: str | None,
-    os_: str | None,
-    arch: str | None,
-    variant: str | None,
-    labels: Mapping[str, str],
+    size: int, created: str | None, os_: str | None, arch: str | None, variant: str | None, labels: Mapping[str, str]
 ) -> str:
-    """A "C" line: key, size and the config fields as JSON."""
+    """A "C" record (its key is "C" and the digest): size and the config fields as JSON."""
     body = [created, os_, arch, variant, dict(labels) if labels else None]
-    return f"C{digest}\t{size}\t{json.dumps(body, separators=(',', ':'))}"
+    return f"{size}\t{_ENCODE(body)}"
 
 
-def decode_config(line: str) -> tuple[int, str | None, str | None, str | None, str | None, Mapping[str, str]] | None:
-    """(size, created, os, architecture, variant, labels) of a "C" line; None when malformed."""
-    parts = line.split("\t", 2)
-    if len(parts) != 3:
-        return None
-    _, size_text, body = parts
-    if not size_text.isdigit() or len(size_text) > 18:
+def decode_config(rest: str) -> tuple[int, str | None, str | None, str | None, str | None, Mapping[str, str]] | None:
+    """(size, created, os, architecture, variant, labels) of a "C" record; None when malformed."""
+    size_text, sep, body = rest.partition("\t")
+    if not sep or not size_text.isdigit() or len(size_text) > 18:
         return None
     try:
         raw = json.loads(body)
@@ -739,6 +767,16 @@ def _decode_descriptor(raw: Any, digest: str | None) -> Descriptor:
     """A descriptor from its record; `digest` given when the record leaves it out."""
     if type(raw) is not list:
         raise ValueError("descriptor")
+    if digest is not None and len(raw) == 2:  # the common [code, size]
+        code, size = raw
+        if (
+            type(code) is int
+            and 0 <= code < len(_MEDIA_TYPES)
+            and type(size) is int
+            and 0 <= size <= MAX_SIZE
+            and FAST_DIGEST.fullmatch(digest) is not None
+        ):
+            return Descriptor(_MEDIA_TYPES[code], Digest(digest), size, None, _NO_ANNOTATIONS)
     if digest is None:
         if len(raw) not in (3, 6):
             raise ValueError("descriptor")
