@@ -429,7 +429,7 @@ class Graph:
             kind = Kind.LEAF if promised is Kind.UNKNOWN else promised
         state = NodeState.PARSED if kind is not Kind.LEAF else NodeState.NOT_READ
         if leaf_text != refcache.NOT_LEAFY:  # the common image manifest: the rest is decoded when asked for
-            if leaf_text.strip(refcache.LEAF_CHARS):  # only digests: checked when decoded, no path before
+            if "/" in leaf_text or "." in leaf_text:  # digests are checked when decoded; never a path before
                 return None
             node = Node(digest, kind, state, leaves=tuple(leaf_text.split(",")) if leaf_text else ())
             node._lazy = (body, self, promised, size)

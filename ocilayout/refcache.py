@@ -107,7 +107,6 @@ _NO_ANNOTATIONS: Mapping[str, str] = MappingProxyType({})
 # Content kinds, as a record stores them ("none": the referencing media type decides).
 KIND_NONE, KIND_INDEX, KIND_IMAGE, KIND_ARTIFACT = 0, 1, 2, 3
 NOT_LEAFY = "*"  # the `leaves` field of a record whose children are not all leaf-typed
-LEAF_CHARS = "0123456789abcdefhs:,"  # all a `leaves` field may hold: never a path separator or dot
 
 _switch = True
 _lock = threading.RLock()
@@ -670,7 +669,7 @@ def split_manifest(rest: str) -> tuple[int, int, tuple[str, ...] | None, str] | 
         return None
     if leaf_text == NOT_LEAFY:
         return int(size_text), content_kind, None, body
-    if leaf_text.strip(LEAF_CHARS):
+    if "/" in leaf_text or "." in leaf_text:  # they only add to what is kept, yet never a path
         return None
     return int(size_text), content_kind, tuple(leaf_text.split(",")) if leaf_text else (), body
 
