@@ -814,9 +814,9 @@ def _live_set_forked(
                 signal.signal(signum, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
             os.close(read_end)
-            learnt = len(graph._facts.pending) if graph._facts is not None else 0
+            learnt = graph._facts.learning_mark() if graph._facts is not None else {}
             live = _walk_live(graph, second, allow_sparse)
-            payload = _encode(live, graph.warnings, graph._facts.learnt_since(learnt) if graph._facts is not None else [])
+            payload = _encode(live, graph.warnings, graph._facts.learnt_since(learnt) if graph._facts is not None else b"")
             view = memoryview(payload)
             while view:
                 view = view[os.write(write_end, view) :]
@@ -864,7 +864,7 @@ def _reap(pid: int, *, kill: bool = False) -> int:
     return status
 
 
-def _encode(live: LiveSet, warnings: list[str], learnt: list[str]) -> bytes:
+def _encode(live: LiveSet, warnings: list[str], learnt: bytes) -> bytes:
     head = {
         "doubt": [[d.digest, d.reason, d.detail] for d in live.doubt],
         "missing": live.missing,
@@ -872,15 +872,15 @@ def _encode(live: LiveSet, warnings: list[str], learnt: list[str]) -> bytes:
     }
     # One line per digest, joined and split in C: this is the serial part of the fork. Then,
     # after a NUL, the reference-cache records the child learnt (only the parent writes them).
-    return (json.dumps(head) + "\n" + "\n".join(live.reached) + "\0" + "\n".join(learnt)).encode()
+    return (json.dumps(head) + "\n" + "\n".join(live.reached) + "\0").encode() + learnt
 
 
 def _decode(payload: bytes, graph: Graph) -> LiveSet | None:
     try:
-        text, nul, learnt_text = payload.decode().partition("\0")
+        live_part, nul, learnt = payload.partition(b"\0")
         if not nul:
             return None
-        head_text, _, body = text.partition("\n")
+        head_text, _, body = live_part.decode().partition("\n")
         head = json.loads(head_text)
         live = LiveSet()
         live.doubt = [Doubt(Digest(d), reason, detail) for d, reason, detail in head["doubt"]]
@@ -888,11 +888,10 @@ def _decode(payload: bytes, graph: Graph) -> LiveSet | None:
         if body:
             live.reached = set(body.split("\n"))
         warnings = head["warnings"]
-        learnt = learnt_text.split("\n") if learnt_text else []
     except (ValueError, KeyError, TypeError):
         return None
     for warning in warnings:
         graph.warn(warning)
-    if graph._facts is not None:
-        graph._facts.add_lines(learnt)
+    if graph._facts is not None and learnt:
+        graph._facts.add_learnt(learnt)
     return live

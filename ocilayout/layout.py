@@ -57,21 +57,21 @@ def _command(method: F) -> F:
     @functools.wraps(method)
     def run(*args: Any, **kwargs: Any) -> Any:
         outermost = not _running.depth
+        enabled = gc.isenabled()
+        gc.disable()
         _running.depth += 1
         try:
             if outermost and os.environ.get(refcache.PREWARM_ENV) and args and isinstance(args[0], Layout):
                 _prewarm(args[0])
-            if not gc.isenabled():
-                return method(*args, **kwargs)
-            gc.disable()
-            try:
-                return method(*args, **kwargs)
-            finally:
-                gc.enable()
+            return method(*args, **kwargs)
         finally:
             _running.depth -= 1
-            if outermost:
-                refcache.finish()  # one write of what the command learnt
+            try:
+                if outermost:
+                    refcache.finish()  # one write of what the command learnt (collector still paused)
+            finally:
+                if enabled:
+                    gc.enable()
 
     return run  # type: ignore[return-value]
 

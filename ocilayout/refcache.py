@@ -207,6 +207,18 @@ def _register_atexit() -> None:
 KINDS = ("M", "C")  # record kinds: manifests and indexes, image configs (filed in separate chunks)
 
 
+class _Buffers:
+    """Records ready to write: keys and rests, each followed by a newline, and their count."""
+
+    __slots__ = ("keys", "rests", "count")
+
+    def __init__(self) -> None:
+        self.keys = bytearray()
+        self.rests = bytearray()
+        self.count = 0
+
+
+
 class LayoutFacts:
     """Records of one layout: those loaded from the cache file and those learnt since.
 
@@ -220,7 +232,9 @@ class LayoutFacts:
         self.pid = os.getpid()
         self.records: dict[str, str] = {}  # key ("M<digest>" / "C<digest>") -> the rest of its record
         self.loaded: set[str] = set()  # kinds loaded (or tried)
-        self.pending: list[tuple[str, str]] = []  # (key, rest) learnt by this process (or its fork child)
+        # Per kind, the records this process (or its fork child) learnt, ready to write: the keys
+        # and the rests, each ending with a newline, in two buffers (no object per record).
+        self.pending: dict[str, _Buffers] = {kind: _Buffers() for kind in KINDS}
         self.hits: set[str] = set()
         self.max_id: dict[str, int] = {}  # per kind, the newest chunk loaded: a merge replaces up to it
         self.last_used = 0.0
@@ -243,8 +257,7 @@ class LayoutFacts:
             except Exception as exc:  # never let the cache break a command
                 records.clear()
                 self._failed("reading", exc)
-            for key, rest in records.items():
-                self.records.setdefault(key, rest)  # a record learnt meanwhile says the same
+            self.records.update(records)
             self.loaded.add(kind)
 
     def _load(self, kind: str, records: dict[str, str]) -> None:
@@ -304,19 +317,39 @@ class LayoutFacts:
 
     def add(self, key: str, rest: str) -> None:
         """A record this process made (`encode_manifest`, `encode_config`: ASCII, one line)."""
-        self.pending.append((key, rest))
-        self.records[key] = rest
+        buffers = self.pending[key[0]]
+        buffers.keys += key.encode("ascii") + b"\n"
+        buffers.rests += rest.encode("ascii") + b"\n"
+        buffers.count += 1
 
-    def learnt_since(self, mark: int) -> list[str]:
-        """Records learnt after the first `mark`, as "key<TAB>rest" lines (a fork child's message)."""
-        return [f"{key}\t{rest}" for key, rest in self.pending[mark:]]
+    def learning_mark(self) -> dict[str, tuple[int, int, int]]:
+        """Where the learnt records end now (see `learnt_since`)."""
+        return {kind: (len(b.keys), len(b.rests), b.count) for kind, b in self.pending.items()}
 
-    def add_lines(self, lines: list[str]) -> None:
-        """Records a forked child learnt ("key<TAB>rest" lines); anything odd is dropped."""
-        for line in lines:
-            key, tab, rest = line.partition("\t")
-            if tab and key[:1] in KINDS and line.isascii() and "\n" not in line and "\0" not in line:
-                self.add(key, rest)
+    def learnt_since(self, mark: dict[str, tuple[int, int, int]]) -> bytes:
+        """The records learnt after `mark`, as a fork child's message for `add_learnt`."""
+        parts = []
+        for kind in KINDS:
+            b = self.pending[kind]
+            keys_at, rests_at, count_at = mark.get(kind, (0, 0, 0))
+            parts += [b"%d" % (b.count - count_at), b.keys[keys_at:], b.rests[rests_at:]]
+        return b"\0".join(parts)
+
+    def add_learnt(self, message: bytes) -> None:
+        """The records our fork child learnt (`learnt_since`); a malformed message adds none."""
+        parts = message.split(b"\0")
+        if len(parts) != 3 * len(KINDS):
+            return
+        for i, kind in enumerate(KINDS):
+            count, keys, rests = parts[3 * i : 3 * i + 3]
+            if not count.isdigit() or keys.count(b"\n") != int(count) or rests.count(b"\n") != int(count):
+                return
+        for i, kind in enumerate(KINDS):
+            count, keys, rests = parts[3 * i : 3 * i + 3]
+            b = self.pending[kind]
+            b.keys += keys
+            b.rests += rests
+            b.count += int(count)
 
     # writing
 
@@ -327,7 +360,8 @@ class LayoutFacts:
         if os.getpid() != self.pid or not self.loaded:
             return  # a fork child never writes; nothing was ever looked up: nothing to say
         touch = time.time() - self.last_used > TOUCH_EVERY_S and bool(self.hits)
-        if not (self.pending or self.merge or self.rebuild or touch):
+        learnt = any(b.count for b in self.pending.values())
+        if not (learnt or self.merge or self.rebuild or touch):
             return
         try:
             try:
@@ -340,7 +374,7 @@ class LayoutFacts:
         except Exception as exc:
             self._failed("writing", exc)
         finally:
-            self.pending = []
+            self.pending = {kind: _Buffers() for kind in KINDS}
 
     def _flush(self) -> None:
         import sqlite3
@@ -385,25 +419,15 @@ class LayoutFacts:
                 now = time.time()
                 for kind in KINDS:
                     if kind in self.merge:
-                        lines = self._merged(kind)
+                        buffers = self._merged(kind)
                         con.execute(
                             "DELETE FROM chunks WHERE layout = ? AND kind = ? AND id <= ?",
                             (self.layout, kind, self.max_id.get(kind, 0)),
                         )
                     else:
-                        lines = [(key, rest) for key, rest in self.pending if key[0] == kind]
-                    if not lines:
-                        continue
-                    data = (
-                        "\n".join([key for key, _ in lines]) + "\0" + "\n".join([rest for _, rest in lines])
-                    ).encode("ascii")
-                    if len(data) > max_bytes():
-                        note(f"{self.layout}: {len(data)} bytes of records exceed the cache cap; not kept")
-                        continue
-                    con.execute(
-                        "INSERT INTO chunks (layout, kind, used, bytes, data, sum) VALUES (?, ?, ?, ?, ?, ?)",
-                        (self.layout, kind, now, len(data), data, _checksum(self.layout, kind, data)),
-                    )
+                        buffers = self.pending[kind]
+                    if buffers.count:
+                        self._insert(con, kind, buffers, now)
                 con.execute("UPDATE chunks SET used = ? WHERE layout = ?", (now, self.layout))
                 _evict(con, self.layout)
                 _crash_point("cache-before-commit")
@@ -423,20 +447,47 @@ class LayoutFacts:
             con.close()
         self.merge = set()
 
-    def _merged(self, kind: str) -> list[tuple[str, str]]:
+    def _insert(self, con: sqlite3.Connection, kind: str, buffers: _Buffers, now: float) -> None:
+        """One chunk: the keys, NUL, the rests (each block joined by newlines), written from the
+        buffers without joining them into one more copy."""
+        keys = memoryview(buffers.keys)[:-1]  # without the last newline
+        rests = memoryview(buffers.rests)[:-1]
+        size = len(keys) + 1 + len(rests)
+        if size > max_bytes():
+            note(f"{self.layout}: {size} bytes of records exceed the cache cap; not kept")
+            return
+        digest = _checksum_start(self.layout, kind)
+        for part in (keys, b"\0", rests):
+            digest.update(part)
+        cursor = con.execute(
+            "INSERT INTO chunks (layout, kind, used, bytes, data, sum) VALUES (?, ?, ?, ?, zeroblob(?), ?)",
+            (self.layout, kind, now, size, size, digest.digest()[:16]),
+        )
+        with con.blobopen("chunks", "data", cursor.lastrowid) as blob:  # type: ignore[arg-type]
+            blob.write(keys)
+            blob.write(b"\0")
+            blob.write(rests)
+
+    def _merged(self, kind: str) -> _Buffers:
         """Every record of `kind` worth keeping: those used or learnt now, and those whose blob
         is still in this layout with the recorded size (records of deleted images go)."""
-        learnt = {key for key, _ in self.pending}
-        lines = [(key, rest) for key, rest in self.pending if key[0] == kind]
+        merged = _Buffers()
+        learnt = self.pending[kind]
+        merged.keys += learnt.keys
+        merged.rests += learnt.rests
+        merged.count = learnt.count
+        known = set(bytes(learnt.keys).decode("ascii").split("\n"))
         for key, rest in self.records.items():
-            if key[0] != kind or key in learnt:
+            if key[0] != kind or key in known:
                 continue
             if key not in self.hits:
                 size = rest.partition("\t")[0]
                 if FAST_DIGEST.fullmatch(key, 1) is None or self.size_of(Digest(key[1:])) != _int(size):
                     continue
-            lines.append((key, rest))
-        return lines
+            merged.keys += key.encode("ascii") + b"\n"
+            merged.rests += rest.encode("ascii") + b"\n"
+            merged.count += 1
+        return merged
 
     def _failed(self, what: str, exc: BaseException) -> None:
         if _damaged(exc):
@@ -558,11 +609,17 @@ def _trusted_file(path: Path) -> bool:
     return True
 
 
-def _checksum(layout: str, kind: str, data: bytes) -> bytes:
+def _checksum_start(layout: str, kind: str) -> Any:
     digest = hashlib.sha256(_CHECKSUM_TAG)
     digest.update(f"{layout}\0{kind}\0".encode("utf-8", "surrogateescape"))
+    return digest
+
+
+def _checksum(layout: str, kind: str, data: bytes) -> bytes:
+    """The checksum of a chunk's data, its layout and its kind."""
+    digest = _checksum_start(layout, kind)
     digest.update(data)
-    return digest.digest()[:16]
+    return bytes(digest.digest()[:16])
 
 
 def code_fingerprint() -> str:
