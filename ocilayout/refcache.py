@@ -208,14 +208,55 @@ KINDS = ("M", "C")  # record kinds: manifests and indexes, image configs (filed 
 
 
 class _Buffers:
-    """Records ready to write: keys and rests, each followed by a newline, and their count."""
+    """Records ready to write: keys and rests, each followed by a newline, and their count.
 
-    __slots__ = ("keys", "rests", "count")
+    New records wait in two short lists and are joined into the buffers a few thousand at a time:
+    a list append per record, and no object per record once joined."""
+
+    __slots__ = ("_keys", "_rests", "_new_keys", "_new_rests", "_count")
 
     def __init__(self) -> None:
-        self.keys = bytearray()
-        self.rests = bytearray()
-        self.count = 0
+        self._keys = bytearray()
+        self._rests = bytearray()
+        self._new_keys: list[str] = []
+        self._new_rests: list[str] = []
+        self._count = 0
+
+    def add(self, key: str, rest: str) -> None:
+        self._new_keys.append(key)
+        self._new_rests.append(rest)
+        if len(self._new_keys) >= 4096:
+            self._join()
+
+    def add_joined(self, keys: bytes, rests: bytes, count: int) -> None:
+        self._join()
+        self._keys += keys
+        self._rests += rests
+        self._count += count
+
+    def _join(self) -> None:
+        if self._new_keys:
+            self._keys += ("\n".join(self._new_keys) + "\n").encode("ascii")
+            self._rests += ("\n".join(self._new_rests) + "\n").encode("ascii")
+            self._count += len(self._new_keys)
+            self._new_keys = []
+            self._new_rests = []
+
+    @property
+    def count(self) -> int:
+        return self._count + len(self._new_keys)
+
+    @property
+    def keys(self) -> bytearray:
+        """Every key, each followed by a newline."""
+        self._join()
+        return self._keys
+
+    @property
+    def rests(self) -> bytearray:
+        """Every rest, in the same order, each followed by a newline."""
+        self._join()
+        return self._rests
 
 
 
@@ -317,10 +358,7 @@ class LayoutFacts:
 
     def add(self, key: str, rest: str) -> None:
         """A record this process made (`encode_manifest`, `encode_config`: ASCII, one line)."""
-        buffers = self.pending[key[0]]
-        buffers.keys += key.encode("ascii") + b"\n"
-        buffers.rests += rest.encode("ascii") + b"\n"
-        buffers.count += 1
+        self.pending[key[0]].add(key, rest)
 
     def learning_mark(self) -> dict[str, tuple[int, int, int]]:
         """Where the learnt records end now (see `learnt_since`)."""
@@ -346,10 +384,7 @@ class LayoutFacts:
                 return
         for i, kind in enumerate(KINDS):
             count, keys, rests = parts[3 * i : 3 * i + 3]
-            b = self.pending[kind]
-            b.keys += keys
-            b.rests += rests
-            b.count += int(count)
+            self.pending[kind].add_joined(keys, rests, int(count))
 
     # writing
 
@@ -473,9 +508,7 @@ class LayoutFacts:
         is still in this layout with the recorded size (records of deleted images go)."""
         merged = _Buffers()
         learnt = self.pending[kind]
-        merged.keys += learnt.keys
-        merged.rests += learnt.rests
-        merged.count = learnt.count
+        merged.add_joined(learnt.keys, learnt.rests, learnt.count)
         known = set(bytes(learnt.keys).decode("ascii").split("\n"))
         for key, rest in self.records.items():
             if key[0] != kind or key in known:
@@ -484,9 +517,7 @@ class LayoutFacts:
                 size = rest.partition("\t")[0]
                 if FAST_DIGEST.fullmatch(key, 1) is None or self.size_of(Digest(key[1:])) != _int(size):
                     continue
-            merged.keys += key.encode("ascii") + b"\n"
-            merged.rests += rest.encode("ascii") + b"\n"
-            merged.count += 1
+            merged.add(key, rest)
         return merged
 
     def _failed(self, what: str, exc: BaseException) -> None:
@@ -676,21 +707,13 @@ def encode_manifest(
     their digests when the leaves give them)."""
     with_digest = leaves is None
     if not with_digest and subject is None and not annotations and artifact_type is None:
-        # The common image manifest, without json.dumps: children are [code, size] pairs.
-        codes = _MEDIA_CODES
+        # The common image manifest, without the JSON encoder: children are [code, size] pairs.
         try:
-            pairs = ",".join(
-                [
-                    f"[{codes[c.media_type]},{c.size}]"
-                    if c.platform is None and not c.annotations and c.artifact_type is None
-                    else _NOT_PLAIN[0]
-                    for c in children
-                ]
-            )
+            pairs = ",".join([f"[{_MEDIA_CODES[c.media_type]},{c.size}]" for c in children])
         except KeyError:  # a media type without a code
             pass
         else:
-            if "!" not in pairs:
+            if not any([c.platform is not None or c.annotations or c.artifact_type is not None for c in children]):
                 leaf_text = ",".join(leaves)  # type: ignore[arg-type]
                 return f"{size}\t{content_kind}\t{leaf_text}\t[[{pairs}],{config_at},{layers_at},{layers_count},null,null,null]"
     body = [
@@ -705,8 +728,6 @@ def encode_manifest(
     leaf_text = NOT_LEAFY if leaves is None else ",".join(leaves)
     return f"{size}\t{content_kind}\t{leaf_text}\t{_ENCODE(body)}"
 
-
-_NOT_PLAIN = ("!",)
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode  # one encoder: json.dumps with options makes one per call
 
 
