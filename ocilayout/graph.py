@@ -622,7 +622,9 @@ class Graph:
             if node is None or node.state is NodeState.NOT_READ:
                 node = self.node(descriptor, keep=keep)
             leaves = node.leaves
-            if leaves is not None and leaf_sink is not None and depth < self.max_depth and nodes.keys().isdisjoint(leaves):
+            if leaves is not None and leaf_sink is not None and depth < self.max_depth and nodes.keys().isdisjoint(
+                leaves
+            ):
                 # Each child would be popped next and yielded as LEAF (leaf-typed, no node).
                 entered.add(digest)
                 yield (descriptor, parent, depth, ENTER, node)
@@ -814,9 +816,10 @@ def _live_set_forked(
                 signal.signal(signum, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
             os.close(read_end)
-            learnt = graph._facts.learning_mark() if graph._facts is not None else {}
+            facts = graph._facts
+            learnt = facts.learning_mark() if facts is not None else {}
             live = _walk_live(graph, second, allow_sparse)
-            payload = _encode(live, graph.warnings, graph._facts.learnt_since(learnt) if graph._facts is not None else b"")
+            payload = _encode(live, graph.warnings, facts.learnt_since(learnt) if facts is not None else b"")
             view = memoryview(payload)
             while view:
                 view = view[os.write(write_end, view) :]

@@ -228,7 +228,7 @@ class _Buffers:
         if len(self._new_keys) >= 4096:
             self._join()
 
-    def add_joined(self, keys: bytes, rests: bytes, count: int) -> None:
+    def add_joined(self, keys: bytes | bytearray, rests: bytes | bytearray, count: int) -> None:
         self._join()
         self._keys += keys
         self._rests += rests
@@ -366,11 +366,13 @@ class LayoutFacts:
 
     def learnt_since(self, mark: dict[str, tuple[int, int, int]]) -> bytes:
         """The records learnt after `mark`, as a fork child's message for `add_learnt`."""
-        parts = []
+        parts: list[bytes] = []
         for kind in KINDS:
             b = self.pending[kind]
             keys_at, rests_at, count_at = mark.get(kind, (0, 0, 0))
-            parts += [b"%d" % (b.count - count_at), b.keys[keys_at:], b.rests[rests_at:]]
+            keys = memoryview(b.keys)[keys_at:].tobytes()
+            rests = memoryview(b.rests)[rests_at:].tobytes()
+            parts += [b"%d" % (b.count - count_at), keys, rests]
         return b"\0".join(parts)
 
     def add_learnt(self, message: bytes) -> None:
@@ -715,7 +717,8 @@ def encode_manifest(
         else:
             if not any([c.platform is not None or c.annotations or c.artifact_type is not None for c in children]):
                 leaf_text = ",".join(leaves)  # type: ignore[arg-type]
-                return f"{size}\t{content_kind}\t{leaf_text}\t[[{pairs}],{config_at},{layers_at},{layers_count},null,null,null]"
+                tail = f"{config_at},{layers_at},{layers_count},null,null,null"
+                return f"{size}\t{content_kind}\t{leaf_text}\t[[{pairs}],{tail}]"
     body = [
         [_encode_descriptor(c, with_digest) for c in children],
         config_at,
@@ -753,7 +756,12 @@ def split_manifest(rest: str) -> tuple[int, int, tuple[str, ...] | None, str] | 
 
 
 ManifestFields = tuple[
-    tuple[Descriptor, ...], "Descriptor | None", tuple[Digest, ...], "Descriptor | None", Mapping[str, str], "str | None"
+    tuple[Descriptor, ...],
+    "Descriptor | None",
+    tuple[Digest, ...],
+    "Descriptor | None",
+    Mapping[str, str],
+    "str | None",
 ]
 
 

@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import cli_command, run_cli_process
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import cli_command, run_cli_process
 from ocilayout import Layout, refcache
 from ocilayout import graph as graph_module
 from ocilayout.graph import Graph, live_set
@@ -328,8 +328,9 @@ def test_a_changed_manifest_is_read_again(tmp_path, change) -> None:
         path.unlink()
         path.symlink_to(target)
     before = _blob_names(root)
-    cold_live = live_set(Graph(LayoutStore(root), cache=False), [e.descriptor for e in LayoutStore(root).read_index().entries])
-    warm_live = live_set(Graph(LayoutStore(root)), [e.descriptor for e in LayoutStore(root).read_index().entries])
+    roots = [e.descriptor for e in LayoutStore(root).read_index().entries]
+    cold_live = live_set(Graph(LayoutStore(root), cache=False), roots)
+    warm_live = live_set(Graph(LayoutStore(root)), roots)
     assert not cold_live.certain and not warm_live.certain
     assert [(d.digest, d.reason) for d in warm_live.doubt] == [(d.digest, d.reason) for d in cold_live.doubt]
     Layout.open(root).delete(["b"])
@@ -412,8 +413,9 @@ def test_a_consistent_forgery_is_believed_which_is_why_only_this_user_may_write_
         return forged, refcache._checksum(layout, kind, forged)
 
     _rewrite_chunks(forge)
-    assert a["shared"] not in live_set(Graph(LayoutStore(root)), [Layout.open(root).index.entries[0].descriptor])
-    assert a["shared"] in live_set(Graph(LayoutStore(root), cache=False), [Layout.open(root).index.entries[0].descriptor])
+    entry_a = [Layout.open(root).index.entries[0].descriptor]
+    assert a["shared"] not in live_set(Graph(LayoutStore(root)), entry_a)
+    assert a["shared"] in live_set(Graph(LayoutStore(root), cache=False), entry_a)
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "json-text", "zeroed-header"])
