@@ -210,45 +210,58 @@ KINDS = ("M", "C")  # record kinds: manifests and indexes, image configs (filed 
 class _Buffers:
     """Records ready to write: keys and rests, each followed by a newline, and their count.
 
-    New records wait in two short lists and are joined into the buffers a few thousand at a time:
-    a list append per record, and no object per record once joined."""
+    New records wait in a short list as (key, rest) pairs — one append, atomic even with
+    threads: a key never gets another record's rest — and are joined into the buffers a few
+    thousand at a time, under a lock (no object per record once joined)."""
 
-    __slots__ = ("_keys", "_rests", "_new_keys", "_new_rests", "_count")
+    __slots__ = ("_keys", "_rests", "_new", "_count", "_lock")
 
     def __init__(self) -> None:
         self._keys = bytearray()
         self._rests = bytearray()
-        self._new_keys: list[str] = []
-        self._new_rests: list[str] = []
+        self._new: list[tuple[str, str]] = []
         self._count = 0
+        self._lock = threading.Lock()
 
     def add(self, key: str, rest: str) -> None:
-        self._new_keys.append(key)
-        self._new_rests.append(rest)
-        if len(self._new_keys) >= 4096:
+        self._new.append((key, rest))
+        if len(self._new) >= 4096:
             self._join()
 
     def add_joined(self, keys: bytes | bytearray, rests: bytes | bytearray, count: int) -> None:
-        self._join()
-        self._keys += keys
-        self._rests += rests
-        self._count += count
+        with self._lock:
+            self._join_locked()
+            self._keys += keys
+            self._rests += rests
+            self._count += count
 
     def _join(self) -> None:
-        if self._new_keys:
-            self._keys += ("\n".join(self._new_keys) + "\n").encode("ascii")
-            self._rests += ("\n".join(self._new_rests) + "\n").encode("ascii")
-            self._count += len(self._new_keys)
-            self._new_keys = []
-            self._new_rests = []
+        with self._lock:
+            self._join_locked()
+
+    def _join_locked(self) -> None:
+        new, self._new = self._new, []
+        if new:
+            self._keys += ("\n".join([key for key, _ in new]) + "\n").encode("ascii")
+            self._rests += ("\n".join([rest for _, rest in new]) + "\n").encode("ascii")
+            self._count += len(new)
 
     @property
     def count(self) -> int:
-        return self._count + len(self._new_keys)
+        return self._count + len(self._new)
+
+    def take(self) -> tuple[bytearray, bytearray, int]:
+        """Keys, rests and count, detached from this object (which starts empty again): no other
+        thread can grow them while they are written, nor make them disagree."""
+        with self._lock:
+            self._join_locked()
+            taken = (self._keys, self._rests, self._count)
+            self._keys, self._rests, self._count = bytearray(), bytearray(), 0
+        return taken
 
     @property
     def keys(self) -> bytearray:
-        """Every key, each followed by a newline."""
+        """Every key, each followed by a newline (read after `rests` or together: same order)."""
         self._join()
         return self._keys
 
@@ -257,7 +270,6 @@ class _Buffers:
         """Every rest, in the same order, each followed by a newline."""
         self._join()
         return self._rests
-
 
 
 class LayoutFacts:
@@ -456,15 +468,15 @@ class LayoutFacts:
                 now = time.time()
                 for kind in KINDS:
                     if kind in self.merge:
-                        buffers = self._merged(kind)
+                        keys, rests, count = self._merged(kind).take()
                         con.execute(
                             "DELETE FROM chunks WHERE layout = ? AND kind = ? AND id <= ?",
                             (self.layout, kind, self.max_id.get(kind, 0)),
                         )
                     else:
-                        buffers = self.pending[kind]
-                    if buffers.count:
-                        self._insert(con, kind, buffers, now)
+                        keys, rests, count = self.pending[kind].take()
+                    if count:
+                        self._insert(con, kind, keys, rests, now)
                 con.execute("UPDATE chunks SET used = ? WHERE layout = ?", (now, self.layout))
                 _evict(con, self.layout)
                 _crash_point("cache-before-commit")
@@ -484,11 +496,13 @@ class LayoutFacts:
             con.close()
         self.merge = set()
 
-    def _insert(self, con: sqlite3.Connection, kind: str, buffers: _Buffers, now: float) -> None:
+    def _insert(
+        self, con: sqlite3.Connection, kind: str, key_buffer: bytearray, rest_buffer: bytearray, now: float
+    ) -> None:
         """One chunk: the keys, NUL, the rests (each block joined by newlines), written from the
         buffers without joining them into one more copy."""
-        keys = memoryview(buffers.keys)[:-1]  # without the last newline
-        rests = memoryview(buffers.rests)[:-1]
+        keys = memoryview(key_buffer)[:-1]  # without the last newline
+        rests = memoryview(rest_buffer)[:-1]
         size = len(keys) + 1 + len(rests)
         if size > max_bytes():
             note(f"{self.layout}: {size} bytes of records exceed the cache cap; not kept")
@@ -509,9 +523,9 @@ class LayoutFacts:
         """Every record of `kind` worth keeping: those used or learnt now, and those whose blob
         is still in this layout with the recorded size (records of deleted images go)."""
         merged = _Buffers()
-        learnt = self.pending[kind]
-        merged.add_joined(learnt.keys, learnt.rests, learnt.count)
-        known = set(bytes(learnt.keys).decode("ascii").split("\n"))
+        learnt_keys, learnt_rests, learnt_count = self.pending[kind].take()
+        merged.add_joined(learnt_keys, learnt_rests, learnt_count)
+        known = set(learnt_keys.decode("ascii").split("\n"))
         for key, rest in self.records.items():
             if key[0] != kind or key in known:
                 continue

@@ -807,3 +807,27 @@ def test_malformed_records_decode_to_nothing(line) -> None:
             for child in (*children, *([subject] if subject else [])):
                 assert refcache.FAST_DIGEST.fullmatch(child.digest)
     refcache.decode_config(line)
+
+
+def test_records_learnt_by_threads_keep_their_own_rest(tmp_path) -> None:
+    """Threads sharing one layout's records: no key is ever written with another record's rest."""
+    import threading
+
+    facts = refcache.attach(tmp_path, lambda digest: None)
+    assert facts is not None
+    facts.load("M")
+
+    def learn(first: int) -> None:
+        for i in range(first, first + 5000):
+            facts.add(f"Msha256:{hashlib.sha256(b'%d' % i).hexdigest()}", f"{i}\t0\t\t[[],-1,0,0,null,null,null]")
+
+    threads = [threading.Thread(target=learn, args=(k * 5000,)) for k in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    refcache.finish()
+    records = _records("M")
+    assert len(records) == 40000
+    for i in range(40000):
+        assert records[f"Msha256:{hashlib.sha256(b'%d' % i).hexdigest()}"].startswith(f"{i}\t")
