@@ -8,6 +8,7 @@ umoci timed side by side in the same run: `rm` of 1 image <= 0.75x skopeo `delet
 Cases (--only, default all):
   rm1      ocilayout `rm -q COPY NAME`               vs  skopeo `delete oci:COPY:NAME`
   rm1warm  the same, after an untimed `ocilayout ls -q COPY` (issue 9: a warm reference cache)
+  rm1nocache  the same with `--no-cache` (what the cache fill of rm1 costs)
   rm100    ocilayout `rm -q COPY NAME1 ... NAME100`  vs  100 sequential skopeo deletes
   gc       ocilayout `gc --grace 0 -q COPY`          vs  umoci `gc --layout COPY`
   gcwarm   the same, after an untimed `ocilayout ls -q COPY`
@@ -70,12 +71,13 @@ DEFAULT_WORKDIR = Path("/tmp/ocilayout-bench-peers")
 TIME = "/usr/bin/time"  # GNU time
 REF_NAME = "org.opencontainers.image.ref.name"
 
-CASES = ("rm1", "rm1warm", "rm100", "gc", "gcwarm", "rmgc")
+CASES = ("rm1", "rm1warm", "rm1nocache", "rm100", "gc", "gcwarm", "rmgc")
 DEFAULT_CASES = ("rm1", "rm1warm", "rm100", "gc", "rmgc")
 # case -> (label, source layout, peer)
 CASE_INFO = {
     "rm1": ("rm 1 image", "plain", "skopeo"),
     "rm1warm": ("rm 1 image, warm cache", "plain", "skopeo"),
+    "rm1nocache": ("rm 1 image, --no-cache", "plain", "skopeo"),
     "rm100": ("rm 100 images", "plain", "skopeo"),
     "gc": ("gc (1% orphan images)", "orphans", "umoci"),
     "gcwarm": ("gc (1% orphan images), warm cache", "orphans", "umoci"),
@@ -238,13 +240,14 @@ def commands(case: str, tool: str, copy: Path, names1: list[str], names100: list
         return {
             "rm1": [[exe, "rm", "-q", lay, *names1]],
             "rm1warm": [[exe, "rm", "-q", lay, *names1]],
+            "rm1nocache": [[exe, "rm", "-q", "--no-cache", lay, *names1]],
             "rm100": [[exe, "rm", "-q", lay, *names100]],
             "gc": [[exe, "gc", "--grace", "0", "-q", lay]],
             "gcwarm": [[exe, "gc", "--grace", "0", "-q", lay]],
             "rmgc": [[exe, "rm", "-q", lay, *names1], [exe, "gc", "--grace", "0", "-q", lay]],
         }[case]
     if tool == "skopeo":
-        names = names1 if case in ("rm1", "rm1warm") else names100
+        names = names1 if case in ("rm1", "rm1warm", "rm1nocache") else names100
         return [[exe, "delete", f"oci:{lay}:{name}"] for name in names]
     if tool == "umoci":
         gc = [exe, "gc", "--layout", lay]
@@ -536,6 +539,9 @@ def targets(size: dict[str, Any]) -> list[str]:
     cold = med("rm1", "ocilayout")
     if ours and cold:
         out.append(f"- rm of 1, warm cache / cold (cache filled by that run): {ours / cold:.2f}")
+    uncached = med("rm1nocache", "ocilayout")
+    if cold and uncached:
+        out.append(f"- rm of 1, cold (filling the cache) / --no-cache: {cold / uncached:.2f}")
     ours, theirs = med("rm100", "ocilayout"), med("rm100", "skopeo")
     if ours and theirs:
         speedup = theirs / ours
