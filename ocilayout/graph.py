@@ -832,6 +832,8 @@ def _live_set_forked(
         os.close(write_end)
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         mine = _walk_live(graph, first, allow_sparse)
+        if graph._facts is not None:
+            graph._facts.flush()  # while the child still walks: what this half learnt, written now
         pipe = os.fdopen(read_end, "rb")
         payload = pipe.read()
     except BaseException:
