@@ -6,10 +6,17 @@ umoci timed side by side in the same run: `rm` of 1 image <= 0.75x skopeo `delet
 >= 100x faster than 100 skopeo deletes; peak RSS <= 512 MiB for `rm` and `gc` at 100,000.
 
 Cases (--only, default all):
-  rm1    ocilayout `rm -q COPY NAME`               vs  skopeo `delete oci:COPY:NAME`
-  rm100  ocilayout `rm -q COPY NAME1 ... NAME100`  vs  100 sequential skopeo deletes
-  gc     ocilayout `gc --grace 0 -q COPY`          vs  umoci `gc --layout COPY`
-  rmgc   ocilayout `rm` + `gc --grace 0`           vs  umoci `rm --image COPY:NAME` + `umoci gc`
+  rm1      ocilayout `rm -q COPY NAME`               vs  skopeo `delete oci:COPY:NAME`
+  rm1warm  the same, after an untimed `ocilayout ls -q COPY` (issue 9: a warm reference cache)
+  rm1nocache  the same with `--no-cache` (what the cache fill of rm1 costs)
+  rm100    ocilayout `rm -q COPY NAME1 ... NAME100`  vs  100 sequential skopeo deletes
+  gc       ocilayout `gc --grace 0 -q COPY`          vs  umoci `gc --layout COPY`
+  gcwarm   the same, after an untimed `ocilayout ls -q COPY`
+  rmgc     ocilayout `rm` + `gc --grace 0`           vs  umoci `rm --image COPY:NAME` + `umoci gc`
+
+Reference cache (issue 9): ocilayout runs with OCILAYOUT_CACHE_DIR in the workdir, emptied before
+every ocilayout run, so the plain cases are cold (they include filling the cache) and the warm
+ones are warm only from their own untimed `ls` on the same copy.
 
 Layouts: `fixtures/generate.py bench --images N --seed S` (3 layers per image, 20 shared base
 layers, 10% two-platform indexes), generated once into --workdir/layouts and cached. Every blob's
@@ -64,19 +71,27 @@ DEFAULT_WORKDIR = Path("/tmp/ocilayout-bench-peers")
 TIME = "/usr/bin/time"  # GNU time
 REF_NAME = "org.opencontainers.image.ref.name"
 
-CASES = ("rm1", "rm100", "gc", "rmgc")
+CASES = ("rm1", "rm1warm", "rm1nocache", "rm100", "gc", "gcwarm", "rmgc")
+DEFAULT_CASES = ("rm1", "rm1warm", "rm100", "gc", "rmgc")
 # case -> (label, source layout, peer)
 CASE_INFO = {
     "rm1": ("rm 1 image", "plain", "skopeo"),
+    "rm1warm": ("rm 1 image, warm cache", "plain", "skopeo"),
+    "rm1nocache": ("rm 1 image, --no-cache", "plain", "skopeo"),
     "rm100": ("rm 100 images", "plain", "skopeo"),
     "gc": ("gc (1% orphan images)", "orphans", "umoci"),
+    "gcwarm": ("gc (1% orphan images), warm cache", "orphans", "umoci"),
     "rmgc": ("rm 1 image + gc", "orphans", "umoci"),
 }
+WARM_UP = ["ls", "-q"]  # the untimed command before a warm case (any command fills the cache)
+CACHE_ENV = "OCILAYOUT_CACHE_DIR"
 ORPHAN_EVERY, ORPHAN_AT = 100, 50  # entries with i % 100 == 50 lose their index.json entry
 BACKDATE_S = 30 * 86400
 BYTES_PER_IMAGE = 19_000  # ~1.8 GB at 100,000 images (disk check only)
 MIB_KIB = 1024
 
+# Targets of issue 9 (rm of 1 on a warm cache, ratio to skopeo delete, by image count).
+RM1_WARM_MAX_RATIO = {10_000: 0.20, 100_000: 0.10}
 # Targets of issue 8.
 RM1_MAX_RATIO = 0.75
 RM100_MIN_SPEEDUP = 100.0
@@ -224,16 +239,19 @@ def commands(case: str, tool: str, copy: Path, names1: list[str], names100: list
     if tool == "ocilayout":
         return {
             "rm1": [[exe, "rm", "-q", lay, *names1]],
+            "rm1warm": [[exe, "rm", "-q", lay, *names1]],
+            "rm1nocache": [[exe, "rm", "-q", "--no-cache", lay, *names1]],
             "rm100": [[exe, "rm", "-q", lay, *names100]],
             "gc": [[exe, "gc", "--grace", "0", "-q", lay]],
+            "gcwarm": [[exe, "gc", "--grace", "0", "-q", lay]],
             "rmgc": [[exe, "rm", "-q", lay, *names1], [exe, "gc", "--grace", "0", "-q", lay]],
         }[case]
     if tool == "skopeo":
-        names = names1 if case == "rm1" else names100
+        names = names1 if case in ("rm1", "rm1warm", "rm1nocache") else names100
         return [[exe, "delete", f"oci:{lay}:{name}"] for name in names]
     if tool == "umoci":
         gc = [exe, "gc", "--layout", lay]
-        return [gc] if case == "gc" else [[exe, "rm", "--image", f"{lay}:{names1[0]}"], gc]
+        return [gc] if case in ("gc", "gcwarm") else [[exe, "rm", "--image", f"{lay}:{names1[0]}"], gc]
     raise ValueError(tool)
 
 
@@ -270,7 +288,7 @@ def bench_case(case: str, src: Path, tools_here: list[str], rounds: int, rounds_
                names1: list[str], names100: list[str], tools: dict[str, str], envs: dict[str, dict[str, str]]
                ) -> dict[str, Any]:
     label, _, peer = CASE_INFO[case]
-    deleted = [] if case == "gc" else (names100 if case == "rm100" else names1)
+    deleted = [] if case in ("gc", "gcwarm") else (names100 if case == "rm100" else names1)
     src_count, src_names = index_names(src)
     missing = [n for n in deleted if n not in src_names]
     if missing:
@@ -288,6 +306,11 @@ def bench_case(case: str, src: Path, tools_here: list[str], rounds: int, rounds_
             fresh_copy(src, copies[t])  # not timed
         os.sync()  # so writeback of the copies' metadata does not land inside a timed run
         for t in order:
+            if t == "ocilayout":
+                reset_cache(envs[t])
+                if case.endswith("warm"):  # not timed: any earlier command on this copy
+                    subprocess.run([tools[t], *WARM_UP, str(copies[t])], env=envs[t], check=True,
+                                   stdout=subprocess.DEVNULL)
             res = run_measured(commands(case, t, copies[t], names1, names100, tools), envs[t], report)
             res.update(round=r, position=order.index(t))
             runs[t].append(res)
@@ -321,6 +344,13 @@ def bench_case(case: str, src: Path, tools_here: list[str], rounds: int, rounds_
             "source_blobs": src_blobs, "deleted": deleted, "rounds": rounds,
             "rounds_slow": rounds_slow if case == "rm100" else rounds,
             "summary": {t: summarise(rs) for t, rs in runs.items()}, "runs": runs, "checks": checks}
+
+
+def reset_cache(env: dict[str, str]) -> None:
+    """An empty reference cache directory for the next ocilayout run."""
+    directory = Path(env[CACHE_ENV])
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(mode=0o700, parents=True)
 
 
 # -- facts -----------------------------------------------------------------------------------
@@ -471,7 +501,7 @@ def render_size(size: dict[str, Any], tools: dict[str, str], skipped: list[str])
             note += (f"; same blob files left as {peer} in {len(compared) - len(differ)}/{len(compared)} rounds"
                      + ("" if not differ else " **(WARNING)**"))
         notes.append(note)
-    out += ["", "Checks:", *notes, "", "Issue 8 targets (medians):"]
+    out += ["", "Checks:", *notes, "", "Targets (medians):"]
     out += targets(size)
     out += ["", "Commands (COPY = the fresh copy of the layout):"]
     for case in CASES:
@@ -500,12 +530,24 @@ def targets(size: dict[str, Any]) -> list[str]:
         ratio = ours / theirs
         out.append(f"- rm of 1 ≤ {RM1_MAX_RATIO}× skopeo delete: {ratio:.2f}× — "
                    f"{'**met**' if ratio <= RM1_MAX_RATIO else '**not met**'}")
+    ours, theirs = med("rm1warm", "ocilayout"), med("rm1warm", "skopeo")
+    goal = RM1_WARM_MAX_RATIO.get(size["images"])
+    if ours and theirs:
+        ratio = ours / theirs
+        verdict = ("**met**" if ratio <= goal else "**not met**") if goal else "(no issue 9 target at this size)"
+        out.append(f"- issue 9: rm of 1, warm cache ≤ {goal}× skopeo delete: {ratio:.2f}× — {verdict}")
+    cold = med("rm1", "ocilayout")
+    if ours and cold:
+        out.append(f"- rm of 1, warm cache / cold (cache filled by that run): {ours / cold:.2f}")
+    uncached = med("rm1nocache", "ocilayout")
+    if cold and uncached:
+        out.append(f"- rm of 1, cold (filling the cache) / --no-cache: {cold / uncached:.2f}")
     ours, theirs = med("rm100", "ocilayout"), med("rm100", "skopeo")
     if ours and theirs:
         speedup = theirs / ours
         out.append(f"- rm of 100 ≥ {RM100_MIN_SPEEDUP:.0f}× faster than 100 skopeo deletes: {speedup:.1f}× — "
                    f"{'**met**' if speedup >= RM100_MIN_SPEEDUP else '**not met**'}")
-    rss = {case: cases[case]["summary"]["ocilayout"]["rss_mib"] for case in ("rm1", "rm100", "gc", "rmgc")
+    rss = {case: cases[case]["summary"]["ocilayout"]["rss_mib"] for case in CASES
            if case in cases and cases[case]["summary"].get("ocilayout")}
     if rss:
         worst = max(rss.values())
@@ -549,7 +591,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, help="rounds per case (default 5 up to 10,000 images, else 3)")
     parser.add_argument("--rounds-slow", type=int,
                         help="rounds of the 100 sequential skopeo deletes (default: --rounds)")
-    parser.add_argument("--only", default=",".join(CASES), help=f"subset of {','.join(CASES)}")
+    parser.add_argument("--only", default=",".join(DEFAULT_CASES), help=f"subset of {','.join(CASES)}")
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
                         help=f"cached layouts, code snapshot and scratch copies (default {DEFAULT_WORKDIR})")
     parser.add_argument("--seed", type=int, default=0)
@@ -590,6 +632,8 @@ def main() -> int:
         env_ours["PYTHONPATH"] = str(snapshot)
     else:
         commit = "worktree"
+    env_ours[CACHE_ENV] = str(args.workdir / "refcache")  # emptied before each run (reset_cache)
+    env_ours.pop("OCILAYOUT_NO_CACHE", None)
     envs = {"ocilayout": env_ours, "skopeo": dict(os.environ), "umoci": dict(os.environ)}
     imports = subprocess.run([str(VENV_PYTHON), "-c", "import ocilayout; print(ocilayout.__file__)"],
                              env=env_ours, capture_output=True, text=True, cwd="/", check=False).stdout.strip()

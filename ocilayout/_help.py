@@ -7,7 +7,7 @@ shown: it falls back to click) and the terminal is at least 80 columns wide (cli
 tests/test_startup.py checks that TEXT is what click prints.
 """
 
-CLI_CRC32 = 2085237866
+CLI_CRC32 = 1648418770
 TEXT = (
     'Usage: ocilayout [OPTIONS] COMMAND [ARGS]...\n'
     '\n'
@@ -20,6 +20,8 @@ TEXT = (
     '\n'
     'Options:\n'
     '  --version                 Show the version and exit.\n'
+    '  --no-cache                Read every manifest again instead of using the\n'
+    '                            reference cache (also OCILAYOUT_NO_CACHE=1).\n'
     '  --debug                   Show tracebacks on errors.\n'
     '  --strict                  Treat missing children of indexes (sparse layouts)\n'
     '                            as errors.\n'

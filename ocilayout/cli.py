@@ -40,7 +40,7 @@ def _remember(name: str) -> Callable[[click.Context, click.Parameter, Any], Any]
 
 
 def common_options(func: F) -> F:
-    """--shared-blobs, --strict and --debug, accepted by the group and by every command."""
+    """--shared-blobs, --strict, --debug and --no-cache, accepted by the group and by every command."""
     func = click.option(
         "--shared-blobs",
         type=click.Path(path_type=Path, file_okay=False),
@@ -59,7 +59,22 @@ def common_options(func: F) -> F:
     func = click.option(
         "--debug", is_flag=True, expose_value=False, callback=_remember("debug"), help="Show tracebacks on errors."
     )(func)
+    func = click.option(
+        "--no-cache",
+        is_flag=True,
+        expose_value=False,
+        callback=_no_cache,
+        help="Read every manifest again instead of using the reference cache (also OCILAYOUT_NO_CACHE=1).",
+    )(func)
     return func
+
+
+def _no_cache(_ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    if value:
+        from . import refcache
+
+        refcache.set_enabled(False)
+    return value
 
 
 format_option = click.option(

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Iterable, Iterator, Mapping
 
+from . import refcache
 from .descriptor import Descriptor, parse_descriptor, platform_from_json
 from .digest import Digest, parse_digest
 from .errors import CorruptLayoutError, NotFoundError, OcilayoutError
@@ -56,20 +57,124 @@ class NodeState(str, Enum):
         return self.value
 
 
-@dataclass(slots=True)
 class Node:
-    """What the walk learnt about one blob."""
+    """What the walk learnt about one blob.
 
-    digest: Digest
-    kind: Kind
-    state: NodeState
-    children: tuple[Descriptor, ...] = ()
-    subject: Descriptor | None = None
-    config: Descriptor | None = None
-    layers: tuple[Digest, ...] = ()
-    annotations: Mapping[str, str] = field(default_factory=dict)
-    artifact_type: str | None = None
-    problem: str | None = None
+    `leaves`, when not None, is the digests of `children`, every one of them leaf-typed (the
+    common image manifest): a live-set walk adds them at once instead of visiting each. A node
+    from the reference cache decodes its other fields only when first asked for them.
+    """
+
+    __slots__ = (
+        "digest",
+        "kind",
+        "state",
+        "problem",
+        "leaves",
+        "_children",
+        "_subject",
+        "_config",
+        "_layers",
+        "_annotations",
+        "_artifact_type",
+        "_lazy",
+    )
+
+    def __init__(
+        self,
+        digest: Digest,
+        kind: Kind,
+        state: NodeState,
+        children: tuple[Descriptor, ...] = (),
+        subject: Descriptor | None = None,
+        config: Descriptor | None = None,
+        layers: tuple[Digest, ...] = (),
+        annotations: Mapping[str, str] | None = None,
+        artifact_type: str | None = None,
+        problem: str | None = None,
+        leaves: tuple[str, ...] | None = None,
+    ) -> None:
+        self.digest = digest
+        self.kind = kind
+        self.state = state
+        self.problem = problem
+        self.leaves = leaves
+        self._children = children
+        self._subject = subject
+        self._config = config
+        self._layers = layers
+        self._annotations: Mapping[str, str] = {} if annotations is None else annotations
+        self._artifact_type = artifact_type
+        self._lazy: tuple[str, Graph, Kind, int] | None = None  # a cache record's body, decoded when asked for
+
+    @property
+    def has_children(self) -> bool:
+        """Whether `children` is not empty (without decoding a cached node)."""
+        if self._lazy is not None and self.leaves is not None:
+            return bool(self.leaves)
+        return bool(self.children)
+
+    @property
+    def children(self) -> tuple[Descriptor, ...]:
+        """Strong references: index manifests, config and layers, artifact blobs."""
+        if self._lazy is not None:
+            self._unpack()
+        return self._children
+
+    @property
+    def subject(self) -> Descriptor | None:
+        """The weak `subject` reference of a referrer."""
+        if self._lazy is not None:
+            self._unpack()
+        return self._subject
+
+    @property
+    def config(self) -> Descriptor | None:
+        """An image manifest's config descriptor."""
+        if self._lazy is not None:
+            self._unpack()
+        return self._config
+
+    @property
+    def layers(self) -> tuple[Digest, ...]:
+        """An image manifest's layer digests, in order."""
+        if self._lazy is not None:
+            self._unpack()
+        return self._layers
+
+    @property
+    def annotations(self) -> Mapping[str, str]:
+        """The document's own string annotations."""
+        if self._lazy is not None:
+            self._unpack()
+        return self._annotations
+
+    @property
+    def artifact_type(self) -> str | None:
+        """The document's `artifactType`."""
+        if self._lazy is not None:
+            self._unpack()
+        return self._artifact_type
+
+    def _unpack(self) -> None:
+        assert self._lazy is not None
+        body, graph, promised, size = self._lazy
+        self._lazy = None
+        try:
+            fields = refcache.decode_manifest(body, self.leaves)
+        except ValueError:
+            # A record that passed its checksum but does not decode (or whose leaves are not its
+            # children): only a hand-made one. Believe the blob instead.
+            fresh = graph._read(Descriptor(None, self.digest, size), promised)
+            self.kind, self.state, self.problem, self.leaves = fresh.kind, fresh.state, fresh.problem, fresh.leaves
+            fields = (fresh.children, fresh.config, fresh.layers, fresh.subject, fresh.annotations, fresh.artifact_type)
+        self._children, self._config, self._layers, self._subject, self._annotations, self._artifact_type = fields
+
+    def __repr__(self) -> str:
+        return (
+            f"Node(digest={self.digest!r}, kind={self.kind!s}, state={self.state!s}, children={len(self.children)},"
+            f" problem={self.problem!r})"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +186,21 @@ class ConfigInfo:
     architecture: str | None
     variant: str | None
     labels: Mapping[str, str]
+
+
+_Parsed = tuple[
+    int, tuple[Descriptor, ...], int, int, int, "Descriptor | None", Mapping[str, str], "str | None"
+]
+"""What `Graph._parse` found: (content kind, children, config position or -1, layers start,
+layers count, subject, annotations, artifactType)."""
+
+_CONTENT_KINDS = {
+    refcache.KIND_NONE: Kind.LEAF,
+    refcache.KIND_INDEX: Kind.INDEX,
+    refcache.KIND_IMAGE: Kind.IMAGE,
+    refcache.KIND_ARTIFACT: Kind.ARTIFACT,
+}
+_CONTENT_KIND_TEXTS = {str(number): kind for number, kind in _CONTENT_KINDS.items()}
 
 
 class Visit(str, Enum):
@@ -157,9 +277,17 @@ class LiveSet:
 
 
 class Graph:
-    """Reads and parses each blob at most once per instance (one instance per command)."""
+    """Reads and parses each blob at most once per instance (one instance per command).
 
-    def __init__(self, store: LayoutStore, *, strict: bool = False, max_depth: int = MAX_DEPTH) -> None:
+    With the reference cache (`cache=True` and the store's `cache` not turned off, see
+    `refcache`), a manifest, index or config parsed cleanly before — by any command, in any
+    layout holding that digest — is not read again: its blob is only stat'ed (present, with the
+    recorded size). Whatever this graph parses cleanly is recorded for the next command.
+    """
+
+    def __init__(
+        self, store: LayoutStore, *, strict: bool = False, max_depth: int = MAX_DEPTH, cache: bool = True
+    ) -> None:
         self.store = store
         self.strict = strict
         self.max_depth = max_depth
@@ -168,12 +296,19 @@ class Graph:
         self._configs: dict[Digest, ConfigInfo | None] = {}
         self._warned: set[str] = set()
         self._documents: dict[Digest, dict[str, Any]] = {}  # read by document(), not yet by node()
+        self._lenient = False  # set when a parse kept something leniently (then it is not recorded)
+        self._facts = refcache.attach(store.root, store.blob_size) if cache and store.cache else None
 
     def warn(self, message: str) -> None:
         """Record a warning once."""
         if message not in self._warned:
             self._warned.add(message)
             self.warnings.append(message)
+
+    def prepare(self) -> None:
+        """Load the reference cache's manifest records now (before a fork: the child inherits them)."""
+        if self._facts is not None:
+            self._facts.load("M")
 
     # -- one blob -------------------------------------------------------------------
 
@@ -194,15 +329,21 @@ class Graph:
         # Not yet seen, or seen as a leaf by content while this reference promises a manifest:
         # then the promise decides (JSON that is no manifest is unreadable, not a leaf).
         document = self._documents.pop(digest, None)
-        node = self._load(descriptor, promised) if document is None else self._from_document(digest, promised, document)
-        if keep or not node.children or node.state is not NodeState.PARSED:
+        if document is None:
+            node = self._load(descriptor, promised)
+        else:
+            self._lenient = False
+            node = self._node_from(digest, promised, self._parse(digest, document))
+        if keep or not node.has_children or node.state is not NodeState.PARSED:
             self._nodes[digest] = node
         return node
 
     def adopt(self, digest: Digest, data: bytes) -> Node:
         """Learn a document about to be written (a trimmed index) before its blob exists, so a
         live set over the new `index.json` can be decided before anything is written."""
-        node = self._from_document(digest, Kind.INDEX, loads_strict(data, f"new blob {digest}"))
+        document = loads_strict(data, f"new blob {digest}")
+        self._lenient = False
+        node = self._node_from(digest, Kind.INDEX, self._parse(digest, document))
         self._nodes[digest] = node
         return node
 
@@ -220,6 +361,17 @@ class Graph:
         return document
 
     def _load(self, descriptor: Descriptor, promised: Kind) -> Node:
+        digest = descriptor.digest
+        facts = self._facts
+        if facts is not None:
+            rest = facts.get("M" + digest)
+            if rest is not None:
+                node = self._recorded(digest, promised, rest)
+                if node is not None:
+                    return node
+        return self._read(descriptor, promised)
+
+    def _read(self, descriptor: Descriptor, promised: Kind) -> Node:
         digest = descriptor.digest
         try:
             if promised is Kind.UNKNOWN and not self._looks_like_json(digest):
@@ -245,7 +397,57 @@ class Graph:
             if promised is Kind.UNKNOWN:
                 return Node(digest, Kind.LEAF, NodeState.NOT_READ)  # JSON, but no object: no references
             return self._unreadable(digest, promised, f"blob {digest}: not a JSON object")
-        return self._from_document(digest, promised, document)
+        self._lenient = False
+        parsed = self._parse(digest, document)
+        node = self._node_from(digest, promised, parsed)
+        facts = self._facts
+        if facts is not None and not self._lenient and refcache.content_matches(digest, data):
+            content_kind, children, config_at, layers_at, layers_count, subject, annotations, artifact_type = parsed
+            facts.add(
+                "M" + digest,
+                refcache.encode_manifest(
+                    len(data),
+                    content_kind,
+                    node.leaves,
+                    children,
+                    config_at,
+                    layers_at,
+                    layers_count,
+                    subject,
+                    annotations,
+                    artifact_type,
+                ),
+            )
+        return node
+
+    def _recorded(self, digest: Digest, promised: Kind, rest: str) -> Node | None:
+        """The node a cache record describes, when the blob is there with the recorded size;
+        None (read the blob) otherwise, or when the record is malformed (the hot path of a
+        warm walk: `refcache.split_manifest` inlined)."""
+        parts = rest.split("\t", 3)
+        if len(parts) != 4:
+            return None
+        size_text, kind_text, leaf_text, body = parts
+        kind = _CONTENT_KIND_TEXTS.get(kind_text)
+        if kind is None or not size_text.isdigit() or len(size_text) > 18:
+            return None
+        size = int(size_text)
+        if self.store.blob_size(digest) != size:
+            return None  # absent (let the read say so), not a regular file, truncated, replaced
+        if kind is Kind.LEAF:  # the content declares nothing: the reference decides
+            kind = Kind.LEAF if promised is Kind.UNKNOWN else promised
+        state = NodeState.PARSED if kind is not Kind.LEAF else NodeState.NOT_READ
+        if leaf_text != refcache.NOT_LEAFY:  # the common image manifest: the rest is decoded when asked for
+            if "/" in leaf_text or "." in leaf_text:  # digests are checked when decoded; never a path before
+                return None
+            node = Node(digest, kind, state, leaves=tuple(leaf_text.split(",")) if leaf_text else ())
+            node._lazy = (body, self, promised, size)
+            return node
+        try:
+            children, config, layers, subject, annotations, artifact_type = refcache.decode_manifest(body, None)
+        except ValueError:
+            return None
+        return Node(digest, kind, state, children, subject, config, layers, annotations, artifact_type)
 
     def _looks_like_json(self, digest: Digest) -> bool:
         """Whether the first non-whitespace byte of a blob of unknown type is `{` (or cannot be
@@ -262,10 +464,14 @@ class Graph:
         self.warn(f"cannot read {digest}: {problem}; keeping every blob it might reference")
         return Node(digest, promised, NodeState.UNREADABLE, problem=problem)
 
-    def _from_document(self, digest: Digest, promised: Kind, document: dict[str, Any]) -> Node:
+    def _parse(self, digest: Digest, document: dict[str, Any]) -> _Parsed:
+        """What a document says whatever references it: its content kind (KIND_NONE when it has
+        none of manifests, config, layers, blobs, fsLayers), children, and the node's fields."""
         children: list[Descriptor] = []
         config = None
-        layers: list[Digest] = []
+        config_at = -1
+        layers_at = 0
+        layers_count = 0
         manifests = document.get("manifests")
         raw_layers = document.get("layers")
         blobs = document.get("blobs")
@@ -276,11 +482,13 @@ class Graph:
         if "config" in document:
             config = self._child(document["config"], digest, "config", -1)
             if config is not None:
+                config_at = len(children)
                 children.append(config)
         if type(raw_layers) is list:
             found = self._children(digest, raw_layers, "layers")
+            layers_at = len(children)
+            layers_count = len(found)
             children.extend(found)
-            layers = [layer.digest for layer in found]
         if type(blobs) is list:
             children.extend(self._children(digest, blobs, "blobs"))
         fs_layers = document.get("fsLayers")
@@ -292,33 +500,51 @@ class Graph:
                     # A schema1 layer has no descriptor; it is a gzipped layer tarball.
                     children.append(Descriptor(DOCKER_LAYER, parse_digest(blob_sum), -1))
                 except OcilayoutError:
+                    self._lenient = True
                     self.warn(f"blob {digest} fsLayers[{i}]: invalid blobSum skipped")
         if has_manifests:
-            kind = Kind.INDEX
+            content_kind = refcache.KIND_INDEX
         elif has_image:
-            kind = Kind.IMAGE
+            content_kind = refcache.KIND_IMAGE
         elif type(blobs) is list:
-            kind = Kind.ARTIFACT
-        elif promised is Kind.UNKNOWN:
-            kind = Kind.LEAF
+            content_kind = refcache.KIND_ARTIFACT
         else:
-            kind = promised
+            content_kind = refcache.KIND_NONE
         subject = None
         raw_subject = document.get("subject")
         if isinstance(raw_subject, dict):
             subject = self._child(raw_subject, digest, "subject", -1)
         annotations = document.get("annotations")
         artifact_type = document.get("artifactType")
+        return (
+            content_kind,
+            tuple(children),
+            config_at,
+            layers_at,
+            layers_count,
+            subject,
+            {k: v for k, v in annotations.items() if isinstance(v, str)} if type(annotations) is dict else {},
+            artifact_type if isinstance(artifact_type, str) else None,
+        )
+
+    @staticmethod
+    def _node_from(digest: Digest, promised: Kind, parsed: _Parsed) -> Node:
+        """The node a parsed document makes when referenced with the kind `promised`."""
+        content_kind, children, config_at, layers_at, layers_count, subject, annotations, artifact_type = parsed
+        kind = _CONTENT_KINDS[content_kind]
+        if kind is Kind.LEAF:  # the content declares nothing: the reference decides
+            kind = Kind.LEAF if promised is Kind.UNKNOWN else promised
         return Node(
             digest,
             kind,
             NodeState.PARSED if kind is not Kind.LEAF else NodeState.NOT_READ,
-            tuple(children),
+            children,
             subject,
-            config,
-            tuple(layers),
-            {k: v for k, v in annotations.items() if isinstance(v, str)} if type(annotations) is dict else {},
-            artifact_type if isinstance(artifact_type, str) else None,
+            children[config_at] if config_at >= 0 else None,
+            tuple([c.digest for c in children[layers_at : layers_at + layers_count]]),
+            annotations,
+            artifact_type,
+            leaves=refcache.leaves_of(children),
         )
 
     def _children(self, digest: Digest, raws: list[Any], key: str) -> list[Descriptor]:
@@ -334,6 +560,7 @@ class Graph:
         try:
             return parse_descriptor(raw, "")
         except OcilayoutError as exc:
+            self._lenient = True
             where = f"blob {digest}"
             place = f"{where} {key}" if position < 0 else f"{where} {key}[{position}]"
             problem = f"{place}{exc}"
@@ -354,7 +581,9 @@ class Graph:
 
     # -- many blobs: the one walk ---------------------------------------------------
 
-    def walk(self, roots: Iterable[Descriptor], *, keep: bool = True) -> Iterator[Step]:
+    def walk(
+        self, roots: Iterable[Descriptor], *, keep: bool = True, leaf_sink: set[str] | None = None
+    ) -> Iterator[Step]:
         """Every reference reachable from `roots` through strong edges, depth first, pre-order.
 
         Each blob is entered once (later references are AGAIN); a blob that is its own
@@ -362,6 +591,10 @@ class Graph:
         hostile layout cannot loop or exhaust memory. Leaves by media type are not opened.
         With `keep=False` parsed manifests are not cached (see `node`): an AGAIN step may
         then carry no node.
+
+        `leaf_sink` (the live set's digests): the children of an entered node that are all
+        leaf-typed and not known as nodes are added to it instead of being yielded as LEAF
+        steps — exactly the digests those steps would carry, right after the node's ENTER.
         """
         entered: set[Digest] = set()
         on_path: set[Digest] = set()
@@ -397,7 +630,16 @@ class Graph:
                 continue
             if node is None or node.state is NodeState.NOT_READ:
                 node = self.node(descriptor, keep=keep)
-            if node.children and depth >= self.max_depth:
+            leaves = node.leaves
+            if leaves is not None and leaf_sink is not None and depth < self.max_depth and nodes.keys().isdisjoint(
+                leaves
+            ):
+                # Each child would be popped next and yielded as LEAF (leaf-typed, no node).
+                entered.add(digest)
+                yield (descriptor, parent, depth, ENTER, node)
+                leaf_sink.update(leaves)
+                continue
+            if depth >= self.max_depth and node.has_children:
                 message = f"nesting deeper than {self.max_depth} levels at {digest}; not followed further"
                 if self.strict:
                     raise CorruptLayoutError(message)
@@ -432,8 +674,16 @@ class Graph:
         return info
 
     def _read_config(self, digest: Digest) -> ConfigInfo | None:
+        facts = self._facts
+        if facts is not None:
+            rest = facts.get("C" + digest)
+            if rest is not None:
+                record = refcache.decode_config(rest)
+                if record is not None and self.store.blob_size(digest) == record[0]:
+                    return ConfigInfo(*record[1:])
         try:
-            document = loads_strict(self.store.read_blob(digest, MAX_DOCUMENT_BYTES), f"blob {digest}")
+            data = self.store.read_blob(digest, MAX_DOCUMENT_BYTES)
+            document = loads_strict(data, f"blob {digest}")
         except OcilayoutError:
             return None
         if not isinstance(document, dict):
@@ -445,13 +695,19 @@ class Graph:
             value = document.get(key)
             return value if isinstance(value, str) else None
 
-        return ConfigInfo(
+        info = ConfigInfo(
             created=text("created"),
             os=text("os"),
             architecture=text("architecture"),
             variant=text("variant"),
             labels={k: v for k, v in labels.items() if isinstance(v, str)} if isinstance(labels, dict) else {},
         )
+        if facts is not None and refcache.content_matches(digest, data):
+            facts.add(
+                "C" + digest,
+                refcache.encode_config(len(data), info.created, info.os, info.architecture, info.variant, info.labels),
+            )
+        return info
 
 
 def live_set(
@@ -473,6 +729,7 @@ def live_set(
     if sizes is not None:
         return _walk_live(graph, roots, allow_sparse, sizes=sizes)
     if _may_fork(len(roots)):
+        graph.prepare()  # the child inherits the loaded records instead of loading them again
         half = len(roots) // 2
         forked = _live_set_forked(graph, roots[:half], roots[half:], allow_sparse)
         if forked is not None:
@@ -492,7 +749,7 @@ def _walk_live(
     doubt = result.doubt
     missing_seen: set[str] = set()
     LEAF, AGAIN, PARSED = Visit.LEAF, Visit.AGAIN, NodeState.PARSED
-    for descriptor, _, depth, visit, node in graph.walk(roots, keep=keep):
+    for descriptor, _, depth, visit, node in graph.walk(roots, keep=keep, leaf_sink=seen if sizes is None else None):
         digest = descriptor.digest
         seen.add(digest)
         if sizes is not None and sizes.get(digest, -1) < 0:
@@ -568,7 +825,10 @@ def _live_set_forked(
                 signal.signal(signum, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
             os.close(read_end)
-            payload = _encode(_walk_live(graph, second, allow_sparse), graph.warnings)
+            facts = graph._facts
+            learnt = facts.learning_mark() if facts is not None else {}
+            live = _walk_live(graph, second, allow_sparse)
+            payload = _encode(live, graph.warnings, facts.learnt_since(learnt) if facts is not None else b"")
             view = memoryview(payload)
             while view:
                 view = view[os.write(write_end, view) :]
@@ -581,6 +841,8 @@ def _live_set_forked(
         os.close(write_end)
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         mine = _walk_live(graph, first, allow_sparse)
+        if graph._facts is not None:
+            graph._facts.flush()  # while the child still walks: what this half learnt, written now
         pipe = os.fdopen(read_end, "rb")
         payload = pipe.read()
     except BaseException:
@@ -616,19 +878,23 @@ def _reap(pid: int, *, kill: bool = False) -> int:
     return status
 
 
-def _encode(live: LiveSet, warnings: list[str]) -> bytes:
+def _encode(live: LiveSet, warnings: list[str], learnt: bytes) -> bytes:
     head = {
         "doubt": [[d.digest, d.reason, d.detail] for d in live.doubt],
         "missing": live.missing,
         "warnings": warnings,
     }
-    # One line per digest, joined and split in C: this is the serial part of the fork.
-    return (json.dumps(head) + "\n" + "\n".join(live.reached)).encode()
+    # One line per digest, joined and split in C: this is the serial part of the fork. Then,
+    # after a NUL, the reference-cache records the child learnt (only the parent writes them).
+    return (json.dumps(head) + "\n" + "\n".join(live.reached) + "\0").encode() + learnt
 
 
 def _decode(payload: bytes, graph: Graph) -> LiveSet | None:
     try:
-        head_text, _, body = payload.decode().partition("\n")
+        live_part, nul, learnt = payload.partition(b"\0")
+        if not nul:
+            return None
+        head_text, _, body = live_part.decode().partition("\n")
         head = json.loads(head_text)
         live = LiveSet()
         live.doubt = [Doubt(Digest(d), reason, detail) for d, reason, detail in head["doubt"]]
@@ -640,4 +906,6 @@ def _decode(payload: bytes, graph: Graph) -> LiveSet | None:
         return None
     for warning in warnings:
         graph.warn(warning)
+    if graph._facts is not None and learnt:
+        graph._facts.add_learnt(learnt)
     return live

@@ -6,12 +6,15 @@ import dataclasses
 import functools
 import gc
 import os
+import threading
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
 
+from . import refcache
 from .descriptor import Platform, parse_platform_spec
+from .digest import Digest
 from .errors import UsageError
 from .graph import Graph
 from .indexfile import IndexFile
@@ -54,15 +57,50 @@ def _command(method: F) -> F:
 
     @functools.wraps(method)
     def run(*args: Any, **kwargs: Any) -> Any:
-        if not gc.isenabled():
-            return method(*args, **kwargs)
+        outermost = not _running.depth
+        enabled = gc.isenabled()
         gc.disable()
+        _running.depth += 1
         try:
+            if outermost and os.environ.get(refcache.PREWARM_ENV) and args and isinstance(args[0], Layout):
+                _prewarm(args[0])
             return method(*args, **kwargs)
         finally:
-            gc.enable()
+            _running.depth -= 1
+            try:
+                if outermost:
+                    refcache.finish()  # one write of what the command learnt (collector still paused)
+            finally:
+                if enabled:
+                    gc.enable()
 
     return run  # type: ignore[return-value]
+
+
+class _Depth(threading.local):
+    depth = 0
+
+
+_running = _Depth()
+
+
+def _prewarm(layout: Layout) -> None:
+    """Test hook (`OCILAYOUT_TEST_PREWARM=1`): walk the whole layout once with a fresh graph,
+    configs included, and write the cache, so that the command itself runs warm."""
+    try:
+        store = layout.store
+        if not store.cache:
+            return
+        graph = Graph(store)
+        entries = store.read_index().entries
+        reach = graph.reach(e.descriptor for e in entries)
+        for digest in reach.reached:
+            node = graph._nodes.get(Digest(digest))
+            if node is not None and node.config is not None:
+                graph.config_info(node.config)
+    except Exception:  # noqa: BLE001 - a test hook; the command itself will say what is wrong
+        pass
+    refcache.finish()
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,14 +136,23 @@ class Layout:
 
     @classmethod
     def open(
-        cls, path: PathLike, shared_blobs: PathLike | None = None, *, strict: bool = False, check: bool = True
+        cls,
+        path: PathLike,
+        shared_blobs: PathLike | None = None,
+        *,
+        strict: bool = False,
+        check: bool = True,
+        cache: bool = True,
     ) -> Layout:
         """Open and validate a layout (its `oci-layout` and `index.json`).
 
         `check=False` only requires the directory: for `verify`, which reports a bad
-        `oci-layout` or `index.json` as problems of its own.
+        `oci-layout` or `index.json` as problems of its own. `cache=False` never uses the
+        reference cache for this layout (it is also off with `OCILAYOUT_NO_CACHE=1` or
+        `ocilayout.refcache.set_enabled(False)`).
         """
         store = open_store(Path(path), Path(shared_blobs) if shared_blobs is not None else None)
+        store.cache = cache
         if not check:
             return cls(store, None, strict=strict)
         store.check_layout_file()

@@ -72,6 +72,7 @@ class LayoutStore:
     def __init__(self, root: Path, shared_blobs: Path | None = None) -> None:
         self.root = root
         self.shared_blobs = shared_blobs
+        self.cache = True  # graphs over this store may use the reference cache (`refcache`)
         self._checked_dirs: set[Path] = set()
         self._alg_dirs: dict[str, list[str]] = {}
         self._names: dict[str, set[str]] = {}
@@ -176,6 +177,26 @@ class LayoutStore:
         if len(data) > limit:
             raise CorruptLayoutError(f"blob {digest} is larger than {limit} bytes; refusing to parse it")
         return data
+
+    def blob_size(self, digest: Digest) -> int | None:
+        """The size of the file `read_blob` would read for `digest` (one stat, no open), or None
+        when there is none or it is not a plain regular file (then `read_blob` says why)."""
+        algorithm, _, encoded = digest.partition(":")
+        directories = self._alg_dirs.get(algorithm)
+        if directories is None:
+            try:
+                directories = self._alg_dirs[algorithm] = self._checked_alg_dirs(digest)
+            except CorruptLayoutError:
+                return None
+        for directory in directories:
+            try:
+                st = os.stat(f"{directory}/{encoded}", follow_symlinks=False)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            except OSError:
+                return None
+            return st.st_size if stat.S_ISREG(st.st_mode) else None
+        return None
 
     def _open_blob_fd(self, digest: Digest) -> int:
         return self._open_blob_fd_size(digest)[0]

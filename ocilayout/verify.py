@@ -528,7 +528,7 @@ def verify_layout(
         report.problems.append(Problem("layout", "oci-layout", _strip_path(str(exc), root, "oci-layout")))
 
     roots = _read_roots(store, report)
-    graph = Graph(store, strict=False, max_depth=max_depth)
+    graph = Graph(store, strict=False, max_depth=max_depth, cache=False)  # verify reads every blob itself
     blobs: dict[Digest, _Blob] = {}
     if roots is not None:
         blobs = _walk(graph, roots, report.problems)

@@ -93,3 +93,57 @@ def run_cli_process(
 def run_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
     """`run_cli("ls", path, "--format", "json")` → CompletedProcess (returncode, stdout, stderr)."""
     return run_cli_process
+
+
+# -- the reference cache -------------------------------------------------------------------------
+
+# Modules whose every test also runs on a warm reference cache (each command first walks the
+# whole layout and writes the cache, then runs): crashes, concurrency, hostile layouts, doubt.
+WARM_CACHE_MODULES = frozenset(
+    {"test_crash_trials", "test_concurrency", "test_hostile", "test_doubt", "test_broken", "test_transaction"}
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--warm-cache",
+        action="store_true",
+        help="Run every test with a warm reference cache (each command prewarms it first).",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "cache_mode" in metafunc.fixturenames:
+        module = metafunc.module.__name__.rpartition(".")[2]
+        if module in WARM_CACHE_MODULES and not metafunc.config.getoption("--warm-cache"):
+            metafunc.parametrize("cache_mode", ["cold", "warm"], indirect=True)
+
+
+@pytest.fixture
+def cache_mode(request: pytest.FixtureRequest) -> str:
+    """"cold" (the cache starts empty) or "warm" (every command prewarms it first)."""
+    if request.config.getoption("--warm-cache"):
+        return "warm"
+    return getattr(request, "param", "cold")
+
+
+@pytest.fixture(autouse=True)
+def _reference_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch, cache_mode: str
+) -> object:
+    """Every test gets its own cache directory (never the user's ~/.cache), the cache switched
+    on, and in "warm" mode the prewarm hook set (inherited by CLI subprocesses too)."""
+    from ocilayout import refcache
+
+    directory = tmp_path_factory.mktemp("refcache")
+    directory.chmod(0o700)
+    monkeypatch.setenv(refcache.DIR_ENV, str(directory))
+    monkeypatch.delenv(refcache.OFF_ENV, raising=False)
+    if cache_mode == "warm":
+        monkeypatch.setenv(refcache.PREWARM_ENV, "1")
+    else:
+        monkeypatch.delenv(refcache.PREWARM_ENV, raising=False)
+    refcache.set_enabled(True)
+    yield directory
+    refcache.finish()
+    refcache.set_enabled(True)

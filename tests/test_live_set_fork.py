@@ -109,7 +109,7 @@ def test_a_failing_child_changes_nothing(bench_layout, monkeypatch, failure) -> 
     monkeypatch.delenv(graph_module.NO_FORK_ENV)
     monkeypatch.setattr(graph_module, "PARALLEL_MIN_ROOTS", 2)
 
-    def broken(live, warnings):
+    def broken(live, warnings, *_learnt):
         if failure == "raises":
             raise RuntimeError("child failed")
         if failure == "exits":
