@@ -224,9 +224,12 @@ class _Buffers:
         self._lock = threading.Lock()
 
     def add(self, key: str, rest: str) -> None:
-        self._new.append((key, rest))
-        if len(self._new) >= 4096:
-            self._join()
+        # Under the lock: an append racing the swap in `_join_locked` would land in a list
+        # already joined, and the record would be lost.
+        with self._lock:
+            self._new.append((key, rest))
+            if len(self._new) >= 4096:
+                self._join_locked()
 
     def add_joined(self, keys: bytes | bytearray, rests: bytes | bytearray, count: int) -> None:
         with self._lock:
