@@ -97,15 +97,18 @@ def usage(
         # This process also lists blobs/ (serial otherwise): it walks a little less than half.
         split = len(heads) * 45 // 100
         warned = len(graph.warnings)
+        graph.prepare()  # the child inherits the cache's records instead of loading them again
+        mark = graph.learning_mark()
 
-        def there() -> tuple[_Walked, list[str]]:
+        def there() -> tuple[_Walked, list[str], bytes]:
             ids, *rest = walk(split, len(heads))
             plain = {str(blob): i for blob, i in ids.items()}  # marshal takes no str subclass (Digest)
-            return (plain, *rest), graph.warnings[warned:]  # type: ignore[return-value]
+            return (plain, *rest), graph.warnings[warned:], graph.learnt_since(mark)  # type: ignore[return-value]
 
-        (local, mine), (theirs, warnings) = fork_split(lambda: (_local_names(store), walk(0, split)), there)
+        (local, mine), (theirs, warnings, learnt) = fork_split(lambda: (_local_names(store), walk(0, split)), there)
         for warning in warnings:  # after this half's own: the order of one pass
             graph.warn(warning)
+        graph.add_learnt(learnt)  # what the child read goes into the cache too
         walked = _merge(mine, theirs)
     else:
         walked = walk(0, len(heads))

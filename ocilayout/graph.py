@@ -305,6 +305,20 @@ class Graph:
             self._warned.add(message)
             self.warnings.append(message)
 
+    def learning_mark(self) -> dict[str, tuple[int, int, int]]:
+        """Where the cache records this process learnt end now: a fork child sends back what it
+        learns after this mark (`learnt_since`), the parent keeps it (`add_learnt`)."""
+        return self._facts.learning_mark() if self._facts is not None else {}
+
+    def learnt_since(self, mark: dict[str, tuple[int, int, int]]) -> bytes:
+        """The cache records learnt after `mark` (b"" without a cache)."""
+        return self._facts.learnt_since(mark) if self._facts is not None else b""
+
+    def add_learnt(self, message: bytes) -> None:
+        """Keep the cache records a fork child learnt (`learnt_since`)."""
+        if self._facts is not None and message:
+            self._facts.add_learnt(message)
+
     def prepare(self) -> None:
         """Load the reference cache's manifest records now (before a fork: the child inherits them)."""
         if self._facts is not None:

@@ -102,17 +102,20 @@ def summarise(descriptors: list[Descriptor], graph: Graph) -> list[Summary]:
         return [_summarise(d, graph, present) for d in descriptors]
     half = len(descriptors) // 2
     warned = len(graph.warnings)
+    graph.prepare()  # the child inherits the cache's records instead of loading them again
+    mark = graph.learning_mark()
 
     def part(first: int, last: int) -> list[Summary]:
         present = graph.store.present_digests()  # each process lists blobs/ itself: nothing serial
         return [_summarise(d, graph, present) for d in descriptors[first:last]]
 
-    def there() -> tuple[list[Summary], list[str]]:
-        return part(half, len(descriptors)), graph.warnings[warned:]
+    def there() -> tuple[list[Summary], list[str], bytes]:
+        return part(half, len(descriptors)), graph.warnings[warned:], graph.learnt_since(mark)
 
-    mine, (theirs, warnings) = fork_split(lambda: part(0, half), there)
+    mine, (theirs, warnings, learnt) = fork_split(lambda: part(0, half), there)
     for warning in warnings:  # after this half's own: the order of a single pass
         graph.warn(warning)
+    graph.add_learnt(learnt)  # what the child read goes into the cache too
     return mine + theirs
 
 

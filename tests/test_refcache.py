@@ -662,6 +662,19 @@ def test_records_learnt_by_the_forked_child_are_written_by_the_parent(generate_m
     assert warm.reached == cold.reached and warm.doubt == cold.doubt and warm.missing == cold.missing
 
 
+@pytest.mark.parametrize("command", ["list", "du"])
+def test_what_a_forked_ls_or_du_child_reads_is_cached_too(generate_module, tmp_path, monkeypatch, command) -> None:
+    """ls and du summarise half the images in a forked child: its records come back to the
+    parent, so the next command runs warm on both halves."""
+    root = _bench(generate_module, tmp_path / "lay", images=60, seed=5)
+    monkeypatch.setattr(graph_module, "PARALLEL_MIN_ROOTS", 2)
+    getattr(Layout.open(root), command)()
+    refcache.finish()
+    records = _records("M")
+    roots = [e.descriptor for e in LayoutStore(root).read_index().entries]
+    assert all("M" + r.digest in records for r in roots), "both halves' manifests were recorded"
+
+
 # -- cold and warm agree ---------------------------------------------------------------------------
 
 TYPES = [OCI_MANIFEST, OCI_INDEX, None, "application/x-unknown", OCI_LAYER, OCI_CONFIG,
