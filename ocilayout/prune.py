@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from .delete import RemovalReport
+from .delete import ImageRemoval, RemovalReport
 from .digest import Digest
 from .errors import UsageError
 from .filters import image_facts
@@ -216,12 +216,27 @@ def fill(report: PruneReport, removal: RemovalReport) -> PruneReport:
     report.removal = removal
     report.dry_run = removal.dry_run
     by_repository = {r.repository: r for r in report.repositories}
-    for image in removal.images:
-        if not image.deleted:
-            continue
-        repositories = {repository_of(n) for n in image.names} & set(by_repository)
-        for repository in sorted(repositories)[:1]:  # bytes counted once, under the first
-            by_repository[repository].images_deleted += 1
+    by_id = {image.id: image for image in removal.images if image.deleted}
+
+    def repository_for(image: ImageRemoval) -> str | None:
+        """The first of its names' repositories; for what went along (`referrer of D`, `child
+        of D`), that of the deleted image D it went with, followed up the chain."""
+        seen: set[str] = set()
+        while image.id not in seen:
+            seen.add(image.id)
+            repositories = sorted({repository_of(n) for n in image.names} & set(by_repository))
+            if repositories:
+                return repositories[0]
+            _, _, cause = image.reason.partition(" of ")
+            if cause not in by_id:
+                return None
+            image = by_id[cause]
+        return None
+
+    for image in by_id.values():
+        repository = repository_for(image)  # bytes counted once, under one repository
+        if repository is not None:
+            by_repository[repository].images_deleted += 1 if image.names else 0  # not its signatures
             by_repository[repository].bytes_freed += image.bytes_freed
     return report
 

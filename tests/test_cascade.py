@@ -273,3 +273,16 @@ def test_unrelated_doubt_does_not_take_a_referrer_whose_subject_stays(tmp_path, 
         report = Layout.open(root).delete(["x"])
         assert (None, sig["digest"]) in entries(root), sparse
         assert [i.reason for i in report.images] == ["requested"]
+
+
+def test_prune_counts_what_went_along_under_the_repository(tmp_path, generate_module) -> None:
+    """Bytes of a cascaded signature and of oras child entries count under the repository of
+    the image they went with; the total equals the sum over repositories."""
+    _, d = oras_layout(tmp_path, generate_module)
+    root = tmp_path / "lay"
+    report = Layout.open(root).prune(keep_last=0, references=["app"])
+    by_repo = {r.repository: r for r in report.repositories}
+    assert by_repo["app"].images_deleted == 1
+    assert by_repo["app"].bytes_freed == report.bytes_freed > 0
+    cascaded = [i for i in report.removal.images if i.reason != "requested"]
+    assert cascaded and sum(i.bytes_freed for i in cascaded) > 0
