@@ -745,9 +745,7 @@ def live_set(
     if _may_fork(len(roots)):
         graph.prepare()  # the child inherits the loaded records instead of loading them again
         half = len(roots) // 2
-        forked = _live_set_forked(graph, roots[:half], roots[half:], allow_sparse)
-        if forked is not None:
-            return forked
+        return _live_set_forked(graph, roots[:half], roots[half:], allow_sparse)
     return _walk_live(graph, roots, allow_sparse)
 
 
@@ -815,59 +813,28 @@ def _may_fork(roots: int) -> bool:
 
 def _live_set_forked(
     graph: Graph, first: list[Descriptor], second: list[Descriptor], allow_sparse: bool
-) -> LiveSet | None:
-    """`first` here and `second` in a child process, at once; None when no child could be made.
+) -> LiveSet:
+    """`first` here and `second` in a child process, at once (`parallel.fork_split`).
 
-    The child runs the same walk and sends back its live set as text; if it fails in any
-    way, this process walks `second` itself, so the answer never depends on the child.
+    The child runs the same walk and sends back its live set as text, with the cache records
+    it learnt; if it fails in any way, this process walks `second` itself, so the answer
+    never depends on the child.
     """
-    read_end, write_end = os.pipe()
-    # Signals wait until both processes are inside their guards: a Ctrl-C right after the fork
-    # must neither run the caller's code in the child nor leave the child unreaped.
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _GUARDED_SIGNALS)
-    try:
-        pid = os.fork()
-    except OSError:
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-        os.close(read_end)
-        os.close(write_end)
-        return None
-    if pid == 0:  # the child: never returns
-        code = 1
-        try:
-            for signum in _GUARDED_SIGNALS:  # die quietly: the parent reports an interruption
-                signal.signal(signum, signal.SIG_DFL)
-            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-            os.close(read_end)
-            facts = graph._facts
-            learnt = facts.learning_mark() if facts is not None else {}
-            live = _walk_live(graph, second, allow_sparse)
-            payload = _encode(live, graph.warnings, facts.learnt_since(learnt) if facts is not None else b"")
-            view = memoryview(payload)
-            while view:
-                view = view[os.write(write_end, view) :]
-            code = 0
-        finally:
-            os._exit(code)
-    FORKED.add(pid)
-    pipe = None
-    try:
-        os.close(write_end)
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+    from .parallel import fork_split  # parallel builds on this module's child machinery
+
+    def here() -> LiveSet:
         mine = _walk_live(graph, first, allow_sparse)
         if graph._facts is not None:
             graph._facts.flush()  # while the child still walks: what this half learnt, written now
-        pipe = os.fdopen(read_end, "rb")
-        payload = pipe.read()
-    except BaseException:
-        _reap(pid, kill=True)
-        raise
-    finally:
-        if pipe is not None:
-            pipe.close()
-        else:
-            os.close(read_end)
-    theirs = _decode(payload, graph) if _reap(pid) == 0 else None
+        return mine
+
+    def there() -> bytes:
+        mark = graph.learning_mark()  # here: what the child learns (or, if it failed, this walk)
+        live = _walk_live(graph, second, allow_sparse)
+        return _encode(live, graph.warnings, graph.learnt_since(mark))
+
+    mine, payload = fork_split(here, there)
+    theirs = _decode(payload, graph)
     if theirs is None:
         theirs = _walk_live(graph, second, allow_sparse)
     mine.update(theirs)
