@@ -161,7 +161,7 @@ def _shorten(text: str, limit: int) -> str:
 # -- schema checks, with a fast path ------------------------------------------------------------
 #
 # jsonschema spends about 5 ms on one manifest (mostly its $ref machinery); a layout of
-# 100,000 images holds over 200,000 documents. `_FastSchemas` turns our schema files into
+# 100,000 images holds over 200,000 documents. `_Generated` turns our schema files into
 # plain Python predicates that only ever answer "certainly valid": a False, or a keyword it
 # does not know when compiling, falls back to jsonschema, which is also what words the
 # problems. So a gap here costs speed, never a missed problem -- provided a True is never
@@ -175,142 +175,6 @@ class _Unsupported(Exception):
     """A schema construct the fast path does not handle: use jsonschema for that kind."""
 
 
-class _FastSchemas:
-    def __init__(self, documents: dict[str, Any]) -> None:
-        self.documents = documents  # $id -> schema document
-        self._cache: dict[tuple[str, str], Predicate] = {}
-
-    def root(self, uri: str) -> Predicate:
-        return self._at(uri, "")
-
-    def _at(self, uri: str, pointer: str) -> Predicate:
-        key = (uri, pointer)
-        found = self._cache.get(key)
-        if found is not None:
-            return found
-        cell: list[Predicate] = []
-        self._cache[key] = lambda x: cell[0](x)  # recursion ("$ref": "#") resolves later
-        if uri not in self.documents:
-            raise _Unsupported(uri)
-        node = self.documents[uri]
-        for part in [p.replace("~1", "/").replace("~0", "~") for p in pointer.split("/")[1:]]:
-            if not isinstance(node, dict) or part not in node:
-                raise _Unsupported(f"{uri}#{pointer}")
-            node = node[part]
-        compiled = self._compile(node, uri)
-        cell.append(compiled)
-        self._cache[key] = compiled
-        return compiled
-
-    def _compile(self, schema: Any, base: str) -> Predicate:
-        if schema is True:
-            return lambda x: True
-        if schema is False:
-            return lambda x: False
-        if not isinstance(schema, dict):
-            raise _Unsupported(repr(schema))
-        if "$id" in schema and schema["$id"] != base:
-            raise _Unsupported("nested $id")
-        checks: list[Predicate] = []
-        for key, value in schema.items():
-            if key in _ANNOTATIONS or key in ("$id", "then", "else"):
-                continue
-            checks.append(self._keyword(key, value, schema, base))
-        if len(checks) == 1:
-            return checks[0]
-        if len(checks) == 2:
-            first, second = checks
-            return lambda x: first(x) and second(x)
-
-        def every(x: Any) -> bool:
-            for check in checks:
-                if not check(x):
-                    return False
-            return True
-
-        return every
-
-    def _keyword(self, key: str, value: Any, schema: dict[str, Any], base: str) -> Predicate:
-        if key == "type":
-            return _type_check([value] if isinstance(value, str) else list(value))
-        if key == "required":
-            names = frozenset(value)
-            return lambda x: not isinstance(x, dict) or names.issubset(x.keys())
-        if key == "properties":
-            props = {name: self._compile(sub, base) for name, sub in value.items()}
-
-            def properties(x: Any) -> bool:
-                if isinstance(x, dict):
-                    for name, item in x.items():
-                        check = props.get(name)
-                        if check is not None and not check(item):
-                            return False
-                return True
-
-            return properties
-        if key == "additionalProperties":
-            if "patternProperties" in schema:
-                raise _Unsupported("patternProperties")
-            known = set(schema.get("properties", {}))
-            extra = self._compile(value, base)
-
-            def additional(x: Any) -> bool:
-                if isinstance(x, dict):
-                    for name, item in x.items():
-                        if name not in known and not extra(item):
-                            return False
-                return True
-
-            return additional
-        if key == "items":
-            if "prefixItems" in schema:
-                raise _Unsupported("prefixItems")
-            each = self._compile(value, base)
-
-            def items(x: Any) -> bool:
-                if isinstance(x, list):
-                    for item in x:
-                        if not each(item):
-                            return False
-                return True
-
-            return items
-        if key == "pattern":
-            return _exact_pattern(value)
-        if key == "not":
-            inner = _exact_pattern_schema(value)
-            return lambda x: not inner(x)
-        if key == "if":
-            condition = _exact_pattern_schema(value)
-            then = self._compile(schema.get("then", True), base)
-            otherwise = self._compile(schema.get("else", True), base)
-            return lambda x: then(x) if condition(x) else otherwise(x)
-        if key == "allOf":
-            parts = [self._compile(sub, base) for sub in value]
-            return lambda x: all(p(x) for p in parts)
-        if key == "const":
-            return lambda x: _same(x, value)
-        if key == "enum":
-            options = list(value)
-            return lambda x: any(_same(x, o) for o in options)
-        if key in ("minimum", "maximum"):
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise _Unsupported(key)
-            low = key == "minimum"
-            # Floats are left to jsonschema (False here means "not sure").
-            return lambda x: (
-                isinstance(x, bool)
-                or not isinstance(x, (int, float))
-                or (isinstance(x, int) and (x >= value if low else x <= value))
-            )
-        if key == "minLength":
-            return lambda x: not isinstance(x, str) or len(x) >= value
-        if key == "$ref":
-            uri, _, pointer = urljoin(base, value).partition("#")
-            return self._at(uri, pointer)
-        raise _Unsupported(key)
-
-
 _PLAIN_TYPES: dict[str, type | tuple[type, ...]] = {
     "object": dict,
     "array": list,
@@ -320,31 +184,6 @@ _PLAIN_TYPES: dict[str, type | tuple[type, ...]] = {
     "integer": int,  # 2.0 is an integer to JSON Schema; left to jsonschema here
     "number": (int, float),
 }
-
-
-def _type_check(types: list[str]) -> Predicate:
-    unknown = [t for t in types if t not in _PLAIN_TYPES]
-    if unknown:
-        raise _Unsupported(f"type {unknown[0]}")
-    classes: tuple[type, ...] = ()
-    for name in types:
-        entry = _PLAIN_TYPES[name]
-        classes += entry if isinstance(entry, tuple) else (entry,)
-    if "boolean" in types:
-        return lambda x: isinstance(x, classes)
-    return lambda x: isinstance(x, classes) and not isinstance(x, bool)  # True is no integer
-
-
-def _exact_pattern(pattern: str) -> Predicate:
-    regex = re.compile(pattern)
-    return lambda x: not isinstance(x, str) or regex.search(x) is not None
-
-
-def _exact_pattern_schema(schema: Any) -> Predicate:
-    """Under `not` and `if` the answer must be exact both ways: only `{"pattern": ...}` is."""
-    if not isinstance(schema, dict) or set(schema) - {"pattern", "$comment"} or "pattern" not in schema:
-        raise _Unsupported("not/if other than a lone pattern")
-    return _exact_pattern(schema["pattern"])
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -359,10 +198,10 @@ def _same(a: Any, b: Any) -> bool:
 
 
 class _Generated:
-    """The same "certainly valid" predicates as `_FastSchemas`, compiled to Python source:
-    one function per schema node, every keyword a few inline statements (the closures cost a
-    call per keyword: 16 us a manifest, 4 s of `verify` at 100,000 images). Built from the
-    same keyword rules and refusing (`_Unsupported`) exactly what `_FastSchemas` refuses."""
+    """"Certainly valid" predicates compiled to Python source: one function per schema node,
+    every keyword a few inline statements (closures cost a call per keyword: 16 us a
+    manifest, 4 s of `verify` at 100,000 images). A keyword it does not know raises
+    `_Unsupported` while compiling: that kind then goes to jsonschema alone."""
 
     def __init__(self, documents: dict[str, Any]) -> None:
         self.documents = documents
@@ -542,7 +381,6 @@ def _fast_validator(kind: str) -> Predicate | None:
                 roots = [uri for uri in documents if uri.rsplit("/", 1)[-1] == f"{kind}.json"]
                 if len(roots) != 1:
                     raise _Unsupported(kind)
-                _FastSchemas(documents).root(roots[0])  # the closure rules decide what is supported
                 _fast_validators[kind] = _Generated(documents).root(roots[0])
             except (_Unsupported, OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError):
                 _fast_validators[kind] = None

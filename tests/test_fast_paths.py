@@ -144,7 +144,7 @@ def test_fork_split_here_raising_kills_the_child() -> None:
     assert not graph_module.FORKED
 
 
-# -- schema predicates: generated source against the closures ------------------------------------
+# -- schema predicates: generated source against jsonschema ------------------------------------
 
 
 def _schema_documents() -> dict[str, object]:
@@ -157,12 +157,23 @@ def _schema_documents() -> dict[str, object]:
     return documents
 
 
-def _both_predicates(kind: str):
+def _predicate(kind: str):
     from ocilayout import schemas
 
     documents = _schema_documents()
     [uri] = [u for u in documents if u.endswith(f"/{kind}.json")]
-    return schemas._FastSchemas(documents).root(uri), schemas._Generated(documents).root(uri)
+    return schemas._Generated(documents).root(uri)
+
+
+def _decide(kind: str, doc: object) -> bool:
+    """The generated "certainly valid" predicate, checked against jsonschema itself: it may
+    send a valid document the slow way, never pass an invalid one."""
+    from ocilayout import schemas
+
+    decided = _predicate_cached(kind)(doc)
+    if decided:
+        assert schemas.validate(doc, kind) == [], (kind, doc)
+    return decided
 
 
 KINDS = ("layout", "descriptor", "index", "manifest", "artifact-manifest", "config")
@@ -199,17 +210,16 @@ document_values = st.recursive(
 
 @settings(max_examples=1500, deadline=None)
 @given(doc=document_values, kind=st.sampled_from(KINDS))
-def test_generated_schema_predicates_decide_as_the_closures(doc: object, kind: str) -> None:
-    closures, generated = _both_predicates_cached(kind)
-    assert generated(doc) == closures(doc)
+def test_generated_schema_predicates_never_pass_an_invalid_document(doc: object, kind: str) -> None:
+    _decide(kind, doc)
 
 
 _PREDICATES: dict[str, tuple] = {}
 
 
-def _both_predicates_cached(kind: str):
+def _predicate_cached(kind: str):
     if kind not in _PREDICATES:
-        _PREDICATES[kind] = _both_predicates(kind)
+        _PREDICATES[kind] = _predicate(kind)
     return _PREDICATES[kind]
 
 
@@ -262,9 +272,7 @@ def _mutated(doc: object, path: list[int], value: object, delete: bool) -> objec
     kind=st.sampled_from(KINDS),
 )
 def test_generated_schema_predicates_on_mutated_documents(which, path, value, delete, kind) -> None:
-    doc = _mutated(REAL_DOCUMENTS[which % len(REAL_DOCUMENTS)], path, value, delete)
-    closures, generated = _both_predicates_cached(kind)
-    assert generated(doc) == closures(doc)
+    _decide(kind, _mutated(REAL_DOCUMENTS[which % len(REAL_DOCUMENTS)], path, value, delete))
 
 
 def _paths(doc: object, prefix: tuple[object, ...] = (), depth: int = 4):
@@ -293,8 +301,7 @@ def _replaced(doc: object, path: tuple[object, ...], value: object, delete: bool
 @pytest.mark.parametrize("kind", KINDS)
 def test_generated_schema_predicates_on_every_mutation_of_valid_documents(kind: str) -> None:
     """Each valid document of the kind, each place in it, each special value (and deletion)."""
-    closures, generated = _both_predicates_cached(kind)
-    valid = [d for d in REAL_DOCUMENTS if closures(d)]
+    valid = [d for d in REAL_DOCUMENTS if _decide(kind, d)]
     if kind == "artifact-manifest":
         valid.append({"mediaType": "application/vnd.oci.artifact.manifest.v1+json", "artifactType": "a/b",
                       "blobs": [{"mediaType": "a/b", "digest": "sha256:" + "0" * 64, "size": 1, "urls": ["u"]}]})
@@ -303,19 +310,21 @@ def test_generated_schema_predicates_on_every_mutation_of_valid_documents(kind: 
     for doc in valid[:60]:
         for path in _paths(doc):
             for value in [*SPECIAL, "y" * 2, "u"]:
-                mutated = _replaced(doc, path, value, False)
-                assert generated(mutated) == closures(mutated), (kind, path, value)
+                _decide(kind, _replaced(doc, path, value, False))
                 checked += 1
-            mutated = _replaced(doc, path, None, True)
-            assert generated(mutated) == closures(mutated), (kind, path, "deleted")
+            _decide(kind, _replaced(doc, path, None, True))
     assert checked
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_generated_schema_predicates_on_real_documents(kind: str) -> None:
-    closures, generated = _both_predicates_cached(kind)
+    from ocilayout import schemas
+
     samples = REAL_DOCUMENTS
     assert samples
-    decided = [generated(doc) for doc in samples]
-    assert decided == [closures(doc) for doc in samples]
+    decided = [_decide(kind, doc) for doc in samples]
     assert any(decided) or kind in ("artifact-manifest",)
+    # a valid document the fast path sends the slow way is rare: only whole floats (2.0)
+    for doc, fast in zip(samples, decided):
+        if not fast and schemas.validate(doc, kind) == []:
+            assert ".0" in json.dumps(doc), (kind, doc)
