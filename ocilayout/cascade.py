@@ -20,7 +20,7 @@ freed set cannot be known: then only the referrers of the removed entries' own d
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from .descriptor import Descriptor
 from .digest import Digest, parse_digest
@@ -210,9 +210,4 @@ def _index_children(
             held.setdefault(child.digest, parent.digest)
 
 
-def roots_of(entries: Iterable[tuple[int, Descriptor]]) -> list[Root]:
-    """Survivor roots from (position, descriptor) pairs."""
-    return [(position, descriptor, descriptor.name) for position, descriptor in entries]
-
-
-__all__ = ["Cascaded", "Root", "Settlement", "roots_of", "settle"]
+__all__ = ["Cascaded", "Root", "Settlement", "settle"]
