@@ -97,7 +97,7 @@ def usage(
         # This process also lists blobs/ (serial otherwise): it walks a little less than half.
         split = len(heads) * 45 // 100
         warned = len(graph.warnings)
-        graph.prepare()  # the child inherits the cache's records instead of loading them again
+        graph.prepare(heads)  # the child inherits the cache's records instead of loading them again
         mark = graph.learning_mark()
 
         def there() -> tuple[_Walked, list[str], bytes]:

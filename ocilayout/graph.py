@@ -21,7 +21,7 @@ import signal
 import threading
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from . import refcache
 from .descriptor import Descriptor, parse_descriptor, platform_from_json
@@ -319,10 +319,15 @@ class Graph:
         if self._facts is not None and message:
             self._facts.add_learnt(message)
 
-    def prepare(self) -> None:
-        """Load the reference cache's manifest records now (before a fork: the child inherits them)."""
+    def prepare(self, roots: Sequence[Descriptor] = ()) -> None:
+        """Load the reference cache's manifest records now (before a fork: the child inherits
+        them), borrowing another layout's when this one has none and one of them mentions a
+        few of `roots`."""
         if self._facts is not None:
             self._facts.load("M")
+            if roots:
+                step = max(1, len(roots) // 3)
+                self._facts.borrow("M", [d.digest for d in roots[::step][:4]])
 
     # -- one blob -------------------------------------------------------------------
 
@@ -743,7 +748,7 @@ def live_set(
     if sizes is not None:
         return _walk_live(graph, roots, allow_sparse, sizes=sizes)
     if _may_fork(len(roots)):
-        graph.prepare()  # the child inherits the loaded records instead of loading them again
+        graph.prepare(roots)  # the child inherits the loaded records instead of loading them again
         half = len(roots) // 2
         return _live_set_forked(graph, roots[:half], roots[half:], allow_sparse)
     return _walk_live(graph, roots, allow_sparse)

@@ -102,7 +102,7 @@ def summarise(descriptors: list[Descriptor], graph: Graph) -> list[Summary]:
         return [_summarise(d, graph, present) for d in descriptors]
     half = len(descriptors) // 2
     warned = len(graph.warnings)
-    graph.prepare()  # the child inherits the cache's records instead of loading them again
+    graph.prepare(descriptors)  # the child inherits the cache's records instead of loading them again
     mark = graph.learning_mark()
 
     def part(first: int, last: int) -> list[Summary]:

@@ -28,6 +28,11 @@ The layout is only where records are filed; a record is true for its digest anyw
 are merged when they pile up (dropping records whose blob is gone), and whole layouts are
 evicted, least recently used first, past a byte or chunk cap.
 
+A layout with no records of its own (a new path: a `cp -al` copy, a pipeline's fresh layout
+built from the same images) borrows: at its first miss, the most recently used layout whose
+chunks hold that digest lends its records (checked against the lender's checksums, each still
+stat'ed here before use), and those it used are filed under the new layout when it writes.
+
 Connections never outlive a call (load or flush), so none crosses a fork; a forked live-set
 child never writes: the records it learns travel back to the parent with its live set.
 """
@@ -296,6 +301,9 @@ class LayoutFacts:
         self.last_used = 0.0
         self.merge: set[str] = set()  # kinds whose chunks to merge (too many, duplicates, a bad one)
         self.rebuild = False  # the file is not a database of this version: replace it
+        self.own_chunks: dict[str, int] = {}  # per kind, this layout's chunks that loaded
+        self.lent: dict[str, str] = {}  # records borrowed from another layout, not yet used
+        self.borrowed: set[str] = set()  # kinds a lender was looked for (once each)
         self._load_lock = threading.Lock()
 
     # reading
@@ -316,57 +324,130 @@ class LayoutFacts:
             self.records.update(records)
             self.loaded.add(kind)
 
-    def _load(self, kind: str, records: dict[str, str]) -> None:
+    def _open(self) -> sqlite3.Connection | None:
+        """A connection to a trusted cache file of this version, or None (nothing to believe)."""
         path = self.directory / FILE_NAME
         if self.rebuild or not os.path.lexists(path):
-            return
+            return None
         if not _trusted_dir(self.directory) or not _trusted_file(path):
-            return
+            return None
         con = _connect(path)
         try:
-            if not _meta_ok(con):
-                # Not yet initialised (another process may be creating it right now), or of
-                # another version: nothing to believe; the next write resets it in its transaction.
-                note(f"{path}: empty, or another version's or foreign; not used")
-                return
-            lines = 0
-            chunks = 0
-            for chunk_id, used, data, checksum in con.execute(
-                "SELECT id, used, data, sum FROM chunks WHERE layout = ? AND kind = ? ORDER BY id", (self.layout, kind)
-            ):
-                chunks += 1
+            if _meta_ok(con):
+                return con
+        except BaseException:
+            con.close()
+            raise
+        con.close()
+        # Not yet initialised (another process may be creating it right now), or of another
+        # version: nothing to believe; the next write resets it in its transaction.
+        note(f"{path}: empty, or another version's or foreign; not used")
+        return None
+
+    def _load(self, kind: str, records: dict[str, str]) -> None:
+        con = self._open()
+        if con is None:
+            return
+        try:
+            chunks, lines = self._read_chunks(con, self.layout, kind, records)
+        finally:
+            con.close()
+        self.own_chunks[kind] = chunks
+        if chunks > MAX_CHUNKS_PER_LAYOUT or lines > 2 * len(records) + 64:
+            self.merge.add(kind)
+
+    def _read_chunks(self, con: sqlite3.Connection, layout: str, kind: str, records: dict[str, str]) -> tuple[int, int]:
+        """Add the records of `layout`'s good chunks of `kind` to `records`; (chunks that
+        passed, record lines). Bookkeeping for merges and touches only for our own layout."""
+        own = layout == self.layout
+        lines = 0
+        chunks = 0
+        for chunk_id, used, data, checksum in con.execute(
+            "SELECT id, used, data, sum FROM chunks WHERE layout = ? AND kind = ? ORDER BY id", (layout, kind)
+        ):
+            if own:
                 if type(chunk_id) is int:
                     self.max_id[kind] = max(self.max_id.get(kind, 0), chunk_id)
                 if type(used) in (int, float):
                     self.last_used = max(self.last_used, float(used))
-                if type(data) is not bytes or checksum != _checksum(self.layout, kind, data):
+            if type(data) is not bytes or checksum != _checksum(layout, kind, data):
+                if own:
                     self.merge.add(kind)
-                    note(f"{path}: a chunk of {self.layout} fails its checksum; ignored")
-                    continue
-                # Keys, then NUL, then the rest of each record in the same order: split and
-                # paired in C (a Python loop over 100,000 lines costs more than the query).
-                cut = data.find(b"\0")
-                view = memoryview(data)
-                keys = str(view[:cut], "ascii", "replace").split("\n")
-                rests = str(view[cut + 1 :], "ascii", "replace").split("\n")
-                view.release()
-                if cut < 0 or len(keys) != len(rests):
+                note(f"{self.directory / FILE_NAME}: a chunk of {layout} fails its checksum; ignored")
+                continue
+            # Keys, then NUL, then the rest of each record in the same order: split and
+            # paired in C (a Python loop over 100,000 lines costs more than the query).
+            cut = data.find(b"\0")
+            view = memoryview(data)
+            keys = str(view[:cut], "ascii", "replace").split("\n")
+            rests = str(view[cut + 1 :], "ascii", "replace").split("\n")
+            view.release()
+            if cut < 0 or len(keys) != len(rests):
+                if own:
                     self.merge.add(kind)
-                    continue
-                lines += len(keys)
-                records.update(zip(keys, rests))
+                continue
+            chunks += 1
+            lines += len(keys)
+            records.update(zip(keys, rests))
+        return chunks, lines
+
+    def borrow(self, kind: str, digests: list[str]) -> None:
+        """Once per kind, and only for a layout with no chunk of that kind: load the records
+        of the most recently used other layout whose chunks mention one of `digests` (a copy,
+        or a layout made from the same images). A miss stays cheap: one query."""
+        if kind in self.borrowed or not digests:
+            return
+        self.load(kind)
+        with self._load_lock:
+            if kind in self.borrowed or self.own_chunks.get(kind, 1):
+                self.borrowed.add(kind)
+                return
+            self.borrowed.add(kind)
+            lent: dict[str, str] = {}
+            try:
+                self._borrow(kind, digests[:4], lent)
+            except Exception as exc:  # never let the cache break a command
+                lent.clear()
+                self._failed("reading", exc)
+            lent.update(self.lent)
+            self.lent = lent
+
+    def _borrow(self, kind: str, digests: list[str], lent: dict[str, str]) -> None:
+        con = self._open()
+        if con is None:
+            return
+        try:
+            # instr() on the chunk blobs: memchr speed, and the cache is capped in bytes.
+            mentions = " OR ".join(["instr(data, ?) > 0"] * len(digests))
+            row = con.execute(
+                f"SELECT layout FROM chunks WHERE kind = ? AND layout != ? AND ({mentions})"
+                " GROUP BY layout ORDER BY MAX(used) DESC LIMIT 1",
+                (kind, self.layout, *[(kind + digest).encode("ascii", "replace") for digest in digests]),
+            ).fetchone()
+            if row is None or type(row[0]) is not str:
+                return
+            self._read_chunks(con, row[0], kind, lent)
+            note(f"{self.layout}: borrowed {len(lent)} records of {row[0]}")
         finally:
             con.close()
-        if chunks > MAX_CHUNKS_PER_LAYOUT or lines > 2 * len(records) + 64:
-            self.merge.add(kind)
 
     def get(self, key: str) -> str | None:
         """The record filed under `key` ("M" or "C" and a digest), without its key; None if none."""
-        if key[0] not in self.loaded:
-            self.load(key[0])
+        kind = key[0]
+        if kind not in self.loaded:
+            self.load(kind)
         rest = self.records.get(key)
         if rest is not None:
             self.hits.add(key)
+            return rest
+        if kind not in self.borrowed:
+            self.borrow(kind, [key[1:]])
+        rest = self.lent.pop(key, None)
+        if rest is not None:
+            # Filed under this layout at its next write, so it need not borrow again.
+            self.records[key] = rest
+            self.hits.add(key)
+            self.pending[kind].add(key, rest)
         return rest
 
     # learning

@@ -675,6 +675,103 @@ def test_what_a_forked_ls_or_du_child_reads_is_cached_too(generate_module, tmp_p
     assert all("M" + r.digest in records for r in roots), "both halves' manifests were recorded"
 
 
+# -- a layout at a new path borrows ---------------------------------------------------------------
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst, copy_function=os.link)  # like `cp -al`
+    shutil.copy2(src / "index.json", dst / "index.json.new")
+    os.replace(dst / "index.json.new", dst / "index.json")
+    return dst
+
+
+def _layouts_filed() -> set[str]:
+    con = sqlite3.connect(_cache_file())
+    try:
+        return {layout for (layout,) in con.execute("SELECT DISTINCT layout FROM chunks")}
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("fork", [False, True])
+def test_a_copy_at_a_new_path_borrows_the_records_and_files_them(generate_module, tmp_path, monkeypatch, fork):
+    """A `cp -al` copy reads nothing its original's commands read; the records it used are
+    filed under it, so it stays warm once the original's are evicted."""
+    monkeypatch.setattr(graph_module, "PARALLEL_MIN_ROOTS", 2 if fork else 10**9)
+    first = _bench(generate_module, tmp_path / "first", images=40, seed=6)
+    _warm(first)
+    refcache.finish()
+    copy = _copy(first, tmp_path / "copy")
+    reads = _count_reads(monkeypatch)
+    warm = Layout.open(copy).list()
+    refcache.finish()
+    assert reads == [], "manifests and configs came from the original's records"
+    assert warm.rows == Layout.open(copy, cache=False).list().rows
+    assert os.path.realpath(copy) in _layouts_filed()
+    con = sqlite3.connect(_cache_file())
+    con.execute("DELETE FROM chunks WHERE layout = ?", (os.path.realpath(first),))
+    con.commit()
+    con.close()
+    reads.clear()
+    report = Layout.open(copy).delete(["img-000007"], dry_run=True)
+    assert reads == [] and report.images
+
+
+def test_a_lender_whose_chunk_fails_its_checksum_lends_nothing(tmp_path, monkeypatch) -> None:
+    first = tmp_path / "first"
+    a, b = _two_images(first)
+    _warm(first)
+    refcache.finish()
+
+    def edit(layout: str, kind: str, data: bytes):
+        return (_remove_claim(data, a["digest"], a["shared"]), None) if kind == "M" else (data, None)
+
+    _rewrite_chunks(edit)
+    copy = _copy(first, tmp_path / "copy")
+    reads = _count_reads(monkeypatch)
+    report = Layout.open(copy).delete(["b"])
+    assert a["digest"] in reads, "a's manifest was read: the forged record was not believed"
+    assert a["shared"][7:] in _blob_names(copy), "the layer a still uses survives"
+    assert report.blobs_deleted == 3
+
+
+def test_a_borrowed_record_is_stat_checked_in_the_borrower(tmp_path) -> None:
+    """The copy's manifest of a is truncated (a real file, not a link): the record the original
+    lends does not fit it, the blob is read, and the doubt keeps every blob, as uncached."""
+    first = tmp_path / "first"
+    a, b = _two_images(first)
+    _warm(first)
+    refcache.finish()
+    copy = _copy(first, tmp_path / "copy")
+    path = copy / "blobs" / "sha256" / a["digest"][7:]
+    data = path.read_bytes()
+    path.unlink()
+    path.write_bytes(data[: len(data) // 2])
+    before = _blob_names(copy)
+    Layout.open(copy).delete(["b"])
+    assert _blob_names(copy) == before, "an unreadable survivor keeps every blob"
+
+
+def test_a_layout_with_records_of_its_own_does_not_borrow(tmp_path, monkeypatch) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    a, b = _two_images(first)
+    _warm(first)
+    _new_layout(second)
+    c = _image(second, "c")
+    _write_index(second, [("c", c)])
+    _warm(second)
+    refcache.finish()
+    for name in os.listdir(first / "blobs" / "sha256"):  # second now also holds a and b
+        if not (second / "blobs" / "sha256" / name).exists():
+            os.link(first / "blobs" / "sha256" / name, second / "blobs" / "sha256" / name)
+    _write_index(second, [("c", c), ("a", a), ("b", b)])
+    reads = _count_reads(monkeypatch)
+    refcache.notes.clear()
+    Layout.open(second).list()
+    assert a["digest"] in reads and b["digest"] in reads, "learnt, not borrowed"
+    assert not any("borrowed" in n for n in refcache.notes)
+
+
 # -- cold and warm agree ---------------------------------------------------------------------------
 
 TYPES = [OCI_MANIFEST, OCI_INDEX, None, "application/x-unknown", OCI_LAYER, OCI_CONFIG,
@@ -776,14 +873,16 @@ def test_cold_and_warm_agree(tmp_path_factory, spec) -> None:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(graph_module, "PARALLEL_MIN_ROOTS", 2 if fork else 10**9)
         outcomes = []
-        for mode in ("off", "filling", "warm"):
+        for mode in ("off", "filling", "warm", "borrowing"):
             root = base / mode
             _build_world(root, spec)
             if mode == "warm":
                 _outcome(root, "list", victim, True)  # fill it (reads and lists only)
+            # "borrowing": a layout with the same digests at a new path, whose records are the
+            # warm one's (written by its listing and its operation).
             outcomes.append(_outcome(root, op, victim, mode != "off"))
-    off, filling, warm = outcomes
-    for outcome in (filling, warm):
+    off, filling, warm, borrowing = outcomes
+    for outcome in (filling, warm, borrowing):
         assert outcome["live"] == off["live"]
         assert outcome["files"] == off["files"]
         assert outcome["index"] == off["index"]
@@ -793,7 +892,7 @@ def test_cold_and_warm_agree(tmp_path_factory, spec) -> None:
 def _normalised(value, base: Path):
     """A report with the copies' directory names made equal."""
     text = repr(value)
-    for mode in ("off", "filling", "warm"):
+    for mode in ("off", "filling", "warm", "borrowing"):
         text = text.replace(str(base / mode), "ROOT")
     return text
 
