@@ -31,8 +31,10 @@ from .indexfile import loads_strict
 from .mediatypes import (
     DOCKER_CONFIG,
     DOCKER_LAYER,
+    DOCKER_MANIFEST,
     LEAF_TYPES,
     OCI_CONFIG,
+    OCI_MANIFEST,
     Kind,
     is_leaf_type,
     kind_of_media_type,
@@ -250,8 +252,9 @@ class LiveSet:
     def update(self, other: LiveSet) -> None:
         """Add what another set of roots reaches (the live set of their union)."""
         self.reached |= other.reached
-        self.doubt.extend(other.doubt)
-        self.missing.extend(other.missing)
+        # Each doubt and missing digest once: how the roots were split must not show.
+        self.doubt = list(dict.fromkeys([*self.doubt, *other.doubt]))
+        self.missing = list(dict.fromkeys([*self.missing, *other.missing]))
 
     def doubt_message(self, where: str = "") -> str:
         """One line: which digests block deletion, and what the user can do."""
@@ -328,6 +331,14 @@ class Graph:
             if roots:
                 step = max(1, len(roots) // 3)
                 self._facts.borrow("M", [d.digest for d in roots[::step][:4]])
+
+    def unrecorded(self, roots: Iterable[Descriptor]) -> int:
+        """How many of `roots` have no manifest record in the reference cache (all, without one)."""
+        facts = self._facts
+        if facts is None:
+            return sum(1 for _ in roots)
+        records = facts.records
+        return sum(1 for root in roots if "M" + root.digest not in records)
 
     # -- one blob -------------------------------------------------------------------
 
@@ -749,8 +760,9 @@ def live_set(
         return _walk_live(graph, roots, allow_sparse, sizes=sizes)
     if _may_fork(len(roots)):
         graph.prepare(roots)  # the child inherits the loaded records instead of loading them again
-        half = len(roots) // 2
-        return _live_set_forked(graph, roots[:half], roots[half:], allow_sparse)
+        if len(roots) >= WARM_FORK_FACTOR * PARALLEL_MIN_ROOTS or graph.unrecorded(roots) >= PARALLEL_MIN_ROOTS:
+            half = len(roots) // 2
+            return _live_set_forked(graph, roots[:half], roots[half:], allow_sparse)
     return _walk_live(graph, roots, allow_sparse)
 
 
@@ -765,6 +777,8 @@ def _walk_live(
     seen = result.reached
     doubt = result.doubt
     missing_seen: set[str] = set()
+    if sizes is None and not keep:
+        roots = _take_recorded_images(graph, roots, seen)
     LEAF, AGAIN, PARSED = Visit.LEAF, Visit.AGAIN, NodeState.PARSED
     for descriptor, _, depth, visit, node in graph.walk(roots, keep=keep, leaf_sink=seen if sizes is None else None):
         digest = descriptor.digest
@@ -796,12 +810,63 @@ def _walk_live(
                 doubt.append(Doubt(digest, "too-deep", f"nested deeper than {graph.max_depth} levels"))
         elif state is NodeState.UNREADABLE:
             doubt.append(Doubt(digest, "unreadable", node.problem or ""))
+    result.doubt = list(dict.fromkeys(doubt))  # two roots naming one absent blob: one doubt
     return result
+
+
+_IMAGE_MANIFEST_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
+_IMAGE_KIND_TEXT = str(refcache.KIND_IMAGE)
+
+
+def _take_recorded_images(graph: Graph, roots: Iterable[Descriptor], seen: set[str]) -> list[Descriptor]:
+    """The warm fast path of a live set: an image-manifest root whose cache record lists only
+    leaf-typed children, its blob there with the recorded size, goes into `seen` with those
+    children here (exactly what the walk would add for it, and it can add no doubt); the other
+    roots are returned for the walk. Most entries of a big layout are such images."""
+    facts = graph._facts
+    roots = list(roots)
+    if facts is None or graph.max_depth < 1 or not roots:
+        return roots
+    facts.get("M" + roots[0].digest)  # loads the records (or borrows them) as a lookup would
+    records = facts.records
+    hits = facts.hits
+    nodes = graph._nodes
+    blob_size = graph.store.blob_size
+    image_types = _IMAGE_MANIFEST_TYPES
+    image_kind = _IMAGE_KIND_TEXT
+    rest_of: list[Descriptor] = []
+    for root in roots:
+        digest = root.digest
+        key = "M" + digest
+        record = records.get(key) if root.media_type in image_types else None
+        if record is not None:
+            parts = record.split("\t", 3)
+            if len(parts) == 4 and parts[1] == image_kind and parts[2] != refcache.NOT_LEAFY and digest not in nodes:
+                size_text, _, leaf_text, _ = parts
+                if (
+                    size_text.isdigit()
+                    and len(size_text) <= 18
+                    and "/" not in leaf_text
+                    and "." not in leaf_text
+                    and blob_size(digest) == int(size_text)
+                ):
+                    leaves = leaf_text.split(",") if leaf_text else []
+                    if nodes.keys().isdisjoint(leaves):  # a leaf known as a node: the walk decides
+                        hits.add(key)
+                        seen.add(digest)
+                        seen.update(leaves)
+                        continue
+        rest_of.append(root)
+    return rest_of
 
 
 # -- the second core ----------------------------------------------------------------------
 
 PARALLEL_MIN_ROOTS = 2000  # below this, forking costs more than it saves
+# Roots the reference cache describes cost about a stat each, a fraction of a read and parse:
+# a warm walk forks only from this many times more roots (at 10,000 a fork cost more than it
+# saved; bench/RESULTS.md).
+WARM_FORK_FACTOR = 20
 NO_FORK_ENV = "OCILAYOUT_NO_FORK"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import refcache
 from .descriptor import Descriptor
 from .digest import Digest
 from .errors import CorruptLayoutError
@@ -122,6 +123,9 @@ def summarise(descriptors: list[Descriptor], graph: Graph) -> list[Summary]:
 def _summarise(descriptor: Descriptor, graph: Graph, present: set[str]) -> Summary:
     """Kind, platforms, size of the unique blobs, created and the number of missing blobs of
     one entry's content. Parsed manifests are not kept (a big layout's would fill memory)."""
+    recorded = _summarise_recorded(descriptor, graph, present)
+    if recorded is not None:
+        return recorded
     sizes: dict[Digest, int] = {}
     missing = 0
     node: Node | None = None
@@ -154,6 +158,58 @@ def _summarise(descriptor: Descriptor, graph: Graph, present: set[str]) -> Summa
                 platform = f"{info.os}/{info.architecture}"
                 platforms = [f"{platform}/{info.variant}" if info.variant else platform]
     kind = _kind(node) if node.state is not NodeState.MISSING else "missing"
+    return kind, platforms, sum(size for size in sizes.values() if size > 0), created, missing
+
+
+def _summarise_recorded(descriptor: Descriptor, graph: Graph, present: set[str]) -> Summary | None:
+    """`_summarise` of an image manifest the reference cache describes with leaf-typed
+    children only (most entries of a big layout): the same sums from the record's sizes,
+    without a walk or a Descriptor per child. None: take the walk."""
+    facts = graph._facts
+    if facts is None or facts.get("M" + descriptor.digest) is None:
+        return None  # not recorded: the walk reads it (once)
+    node = graph.node(descriptor, keep=False)
+    lazy = node._lazy
+    leaves = node.leaves
+    if lazy is None or leaves is None or node.kind is not Kind.IMAGE or node.state is not NodeState.PARSED:
+        return None
+    if not graph._nodes.keys().isdisjoint(leaves):  # a leaf also known as a node: the walk decides
+        return None
+    fields = refcache.decode_leafy(lazy[0], leaves)
+    if fields is None:
+        return None
+    media_types, child_sizes, config_at, annotations, artifact_type = fields
+    # As the walk visits them: the entry, then each child; a digest counts once.
+    sizes: dict[str, int] = {descriptor.digest: descriptor.size}
+    missing = 0
+    if descriptor.digest not in present:
+        missing += 1
+        if is_leaf_type(descriptor.media_type):
+            graph.warn(_missing_blob(descriptor))
+    for digest, media_type, size in zip(leaves, media_types, child_sizes):
+        if digest in sizes:
+            if sizes[digest] < 0 <= size:
+                sizes[digest] = size
+            continue
+        sizes[digest] = size
+        if digest not in present:
+            missing += 1
+            graph.warn(_missing_blob(Descriptor(media_type, Digest(digest), size)))
+    created = annotations.get(CREATED)
+    platforms: list[str] = []
+    kind = Kind.IMAGE.value
+    if artifact_type is not None:
+        kind = Kind.ARTIFACT.value
+    if config_at >= 0:
+        config = Descriptor(media_types[config_at], Digest(leaves[config_at]), child_sizes[config_at])
+        if config.media_type not in (OCI_CONFIG, DOCKER_CONFIG, None):
+            kind = Kind.ARTIFACT.value
+        info = graph.config_info(config)
+        if info is not None:
+            created = created or info.created
+            if info.os and info.architecture:
+                platform = f"{info.os}/{info.architecture}"
+                platforms = [f"{platform}/{info.variant}" if info.variant else platform]
     return kind, platforms, sum(size for size in sizes.values() if size > 0), created, missing
 
 

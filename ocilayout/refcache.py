@@ -908,6 +908,49 @@ def decode_manifest(body: str, leaves: tuple[str, ...] | None) -> ManifestFields
     )
 
 
+def decode_leafy(
+    body: str, leaves: tuple[str, ...]
+) -> tuple[list[str], list[int], int, Mapping[str, str], str | None] | None:
+    """The media types and sizes of a leafy record's children (its `leaves` in order), its
+    config position, annotations and artifact type, without a Descriptor per child (what `ls`
+    sums); None whenever `decode_manifest` would not give exactly that (the caller then takes
+    the general way)."""
+    try:
+        raw = json.loads(body)
+        if type(raw) is not list or len(raw) != 7:
+            return None
+        raw_children, config_at, layers_at, layers_count, raw_subject, raw_annotations, artifact_type = raw
+        if type(raw_children) is not list or len(raw_children) != len(leaves) or raw_subject is not None:
+            return None
+        media_types: list[str] = []
+        sizes: list[int] = []
+        codes = _MEDIA_TYPES
+        for child, digest in zip(raw_children, leaves):
+            if type(child) is not list or len(child) != 2:
+                return None
+            code, size = child
+            if type(code) is not int or not 0 <= code < len(codes) or type(size) is not int or not 0 <= size <= MAX_SIZE:
+                return None
+            media_type = codes[code]
+            if media_type not in LEAF_TYPES or FAST_DIGEST.fullmatch(digest) is None:
+                return None
+            media_types.append(media_type)
+            sizes.append(size)
+        n = len(sizes)
+        if type(config_at) is not int or not -1 <= config_at < n:
+            return None
+        if type(layers_at) is not int or type(layers_count) is not int:
+            return None
+        if not (0 <= layers_at and 0 <= layers_count and layers_at + layers_count <= n):
+            return None
+        annotations = _decode_strings(raw_annotations)
+        if artifact_type is not None and type(artifact_type) is not str:
+            return None
+    except (ValueError, TypeError, RecursionError):
+        return None
+    return media_types, sizes, config_at, annotations if annotations is not None else _NO_ANNOTATIONS, artifact_type
+
+
 def encode_config(
     size: int, created: str | None, os_: str | None, arch: str | None, variant: str | None, labels: Mapping[str, str]
 ) -> str:

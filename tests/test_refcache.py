@@ -662,6 +662,33 @@ def test_records_learnt_by_the_forked_child_are_written_by_the_parent(generate_m
     assert warm.reached == cold.reached and warm.doubt == cold.doubt and warm.missing == cold.missing
 
 
+def test_a_warm_live_set_forks_only_when_big(generate_module, tmp_path, monkeypatch) -> None:
+    """Recorded roots cost a stat each: a fork pays off only from WARM_FORK_FACTOR times as many
+    roots as a cold walk needs; the answer is the same either way."""
+    root = _bench(generate_module, tmp_path / "lay", images=30, seed=4)
+    monkeypatch.setattr(graph_module, "PARALLEL_MIN_ROOTS", 2)
+    forks = []
+    real_fork = os.fork
+
+    def counting_fork() -> int:
+        pid = real_fork()
+        if pid:
+            forks.append(pid)
+        return pid
+
+    monkeypatch.setattr(os, "fork", counting_fork)
+    roots = [e.descriptor for e in LayoutStore(root).read_index().entries]
+    cold = live_set(Graph(LayoutStore(root)), roots)
+    refcache.finish()
+    assert len(forks) == 1, "a cold walk of 30 roots forks"
+    warm = live_set(Graph(LayoutStore(root)), roots)
+    assert len(forks) == 1, "30 recorded roots are walked here"
+    monkeypatch.setattr(graph_module, "WARM_FORK_FACTOR", 10)
+    again = live_set(Graph(LayoutStore(root)), roots)
+    assert len(forks) == 2, "20 or more recorded roots fork"
+    assert warm.reached == cold.reached == again.reached
+
+
 @pytest.mark.parametrize("command", ["list", "du"])
 def test_what_a_forked_ls_or_du_child_reads_is_cached_too(generate_module, tmp_path, monkeypatch, command) -> None:
     """ls and du summarise half the images in a forked child: its records come back to the
@@ -770,6 +797,91 @@ def test_a_layout_with_records_of_its_own_does_not_borrow(tmp_path, monkeypatch)
     Layout.open(second).list()
     assert a["digest"] in reads and b["digest"] in reads, "learnt, not borrowed"
     assert not any("borrowed" in n for n in refcache.notes)
+
+
+# -- the warm fast paths -----------------------------------------------------------------------
+
+
+def _roughen(root: Path) -> dict[str, str]:
+    """Make a bench layout less regular: a truncated image manifest, a missing one, a missing
+    layer, a layer also listed as an entry typed as a manifest, a name for a nested manifest.
+    Returns what was done to which digest."""
+    store = LayoutStore(root)
+    index = json.loads((root / "index.json").read_text())
+    images = [m for m in index["manifests"] if m["mediaType"] == OCI_MANIFEST]
+    blobs = root / "blobs" / "sha256"
+    done = {}
+    victim = images[1]["digest"]
+    data = (blobs / victim[7:]).read_bytes()
+    (blobs / victim[7:]).write_bytes(data[:-7])
+    done["truncated"] = victim
+    gone = images[2]["digest"]
+    os.unlink(blobs / gone[7:])
+    done["missing-manifest"] = gone
+    manifest = json.loads((blobs / images[3]["digest"][7:]).read_text())
+    layer = manifest["layers"][-1]["digest"]
+    os.unlink(blobs / layer[7:])
+    done["missing-layer"] = layer
+    other = json.loads((blobs / images[4]["digest"][7:]).read_text())["layers"][-1]
+    index["manifests"].append({"mediaType": OCI_MANIFEST, "digest": other["digest"], "size": other["size"]})
+    done["layer-as-entry"] = other["digest"]
+    nested = [m for m in index["manifests"] if m["mediaType"] == OCI_INDEX][0]
+    child = json.loads((blobs / nested["digest"][7:]).read_text())["manifests"][0]
+    index["manifests"].append({**child, "annotations": {REF_NAME: "nested-child"}})
+    (root / "index.json").write_text(json.dumps(index))
+    assert store.read_index()
+    return done
+
+
+@pytest.mark.parametrize("allow_sparse", [False, True])
+def test_the_warm_live_set_fast_path_agrees_with_the_walk(generate_module, tmp_path, monkeypatch, allow_sparse):
+    """Image-manifest entries with leaf-only records skip the walk (`_take_recorded_images`):
+    most of them do, and the live set, doubt and missing blobs are the walk's, rough edges
+    included."""
+    root = _bench(generate_module, tmp_path / "lay", images=50, seed=7)
+    _roughen(root)
+    roots = [e.descriptor for e in LayoutStore(root).read_index().entries]
+    _warm(root)
+    refcache.finish()
+    walked: list[int] = []
+    real_walk = Graph.walk
+
+    def counting_walk(self, roots_, **kwargs):
+        roots_ = list(roots_)
+        walked.append(len(roots_))
+        return real_walk(self, roots_, **kwargs)
+
+    monkeypatch.setattr(Graph, "walk", counting_walk)
+    cold = graph_module._walk_live(Graph(LayoutStore(root), cache=False), roots, allow_sparse)
+    walked.clear()
+    warm = graph_module._walk_live(Graph(LayoutStore(root)), roots, allow_sparse)
+    assert walked and walked[0] < len(roots) // 2, "most entries took the fast path"
+    assert warm.reached == cold.reached
+    assert warm.doubt == cold.doubt and warm.missing == cold.missing
+    assert not warm.certain
+
+
+def test_the_warm_listing_fast_path_agrees_with_the_walk(generate_module, tmp_path, monkeypatch):
+    from ocilayout import listing
+
+    root = _bench(generate_module, tmp_path / "lay", images=50, seed=8)
+    _roughen(root)
+    cold = Layout.open(root, cache=False).list()
+    _warm(root)
+    refcache.finish()
+    taken = []
+    real = listing._summarise_recorded
+
+    def counting(descriptor, graph, present):
+        summary = real(descriptor, graph, present)
+        taken.append(summary is not None)
+        return summary
+
+    monkeypatch.setattr(listing, "_summarise_recorded", counting)
+    warm = Layout.open(root).list()
+    assert sum(taken) > len(taken) // 2, "most rows came from the records"
+    assert warm.rows == cold.rows
+    assert warm.warnings == cold.warnings
 
 
 # -- cold and warm agree ---------------------------------------------------------------------------
