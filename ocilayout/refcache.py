@@ -929,7 +929,9 @@ def decode_leafy(
             if type(child) is not list or len(child) != 2:
                 return None
             code, size = child
-            if type(code) is not int or not 0 <= code < len(codes) or type(size) is not int or not 0 <= size <= MAX_SIZE:
+            if type(code) is not int or type(size) is not int:
+                return None
+            if not 0 <= code < len(codes) or not 0 <= size <= MAX_SIZE:
                 return None
             media_type = codes[code]
             if media_type not in LEAF_TYPES or FAST_DIGEST.fullmatch(digest) is None:
