@@ -21,7 +21,7 @@ from typing import Sequence
 
 from .descriptor import Descriptor
 from .digest import Digest
-from .graph import Graph, Node, live_set
+from .graph import Graph, Node, RecordedImage, live_set
 from .indexfile import Entry, IndexFile
 from .mediatypes import CREATED, Kind
 from .parallel import fork_split, worth_forking
@@ -307,9 +307,19 @@ def _walk_images(
     certain: list[bool] = []
     times: list[str | None] = []
     for head, entries in zip(heads, groups):
-        node = graph.node(head) if created else None  # read once: the walk below reuses it
         sizes: dict[str, int] = {}  # every blob the image reaches, with its declared size
-        live = live_set(graph, [head], allow_sparse=allow_sparse, sizes=sizes)
+        node = graph.node(head) if created else None  # read once: the walk below reuses it
+        recorded = graph.recorded_image(head)
+        if recorded is not None:  # what the walk below would find, from the cache record
+            sizes[head.digest] = head.size
+            for leaf, size in zip(recorded.leaves, recorded.sizes):
+                if sizes.get(leaf, -1) < 0:
+                    sizes[leaf] = size
+            sure = True
+            when = _created_recorded(entries, recorded, graph) if created else None
+        else:
+            sure = live_set(graph, [head], allow_sparse=allow_sparse, sizes=sizes).certain
+            when = _created(entries, node, graph) if node is not None else None
         mine = []
         for blob, size in sizes.items():
             i = ids.get(blob)
@@ -320,8 +330,8 @@ def _walk_images(
                 declared[i] = size
             mine.append(i)
         reach.append(tuple(mine))
-        certain.append(live.certain)
-        times.append(_created(entries, node, graph) if node is not None else None)
+        certain.append(sure)
+        times.append(when)
     return ids, declared, reach, certain, times
 
 
@@ -388,6 +398,19 @@ def _created(entries: list[Entry], node: Node, graph: Graph) -> str | None:
     text = _entry_created(entries) or node.annotations.get(CREATED)
     if not text and node.config is not None:
         info = graph.config_info(node.config)
+        if info is not None:
+            text = info.created
+    moment = parse_time(text) if text else None
+    return moment.isoformat() if moment else None
+
+
+def _created_recorded(entries: list[Entry], image: RecordedImage, graph: Graph) -> str | None:
+    """`_created` of an image known from its cache record."""
+    from .filters import _entry_created, parse_time
+
+    text = _entry_created(entries) or image.annotations.get(CREATED)
+    if not text and image.config is not None:
+        info = graph.config_info(image.config)
         if info is not None:
             text = info.created
     moment = parse_time(text) if text else None

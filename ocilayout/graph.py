@@ -21,7 +21,7 @@ import signal
 import threading
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 from . import refcache
 from .descriptor import Descriptor, parse_descriptor, platform_from_json
@@ -177,6 +177,17 @@ class Node:
             f"Node(digest={self.digest!r}, kind={self.kind!s}, state={self.state!s}, children={len(self.children)},"
             f" problem={self.problem!r})"
         )
+
+
+class RecordedImage(NamedTuple):
+    """An image manifest as its cache record gives it (`Graph.recorded_image`)."""
+
+    leaves: tuple[str, ...]  # the children's digests, in order (config and layers)
+    media_types: list[str]  # theirs, all leaf types
+    sizes: list[int]  # theirs
+    config: Descriptor | None
+    annotations: Mapping[str, str]
+    artifact_type: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,6 +350,29 @@ class Graph:
             return sum(1 for _ in roots)
         records = facts.records
         return sum(1 for root in roots if "M" + root.digest not in records)
+
+    def recorded_image(self, descriptor: Descriptor) -> RecordedImage | None:
+        """An image manifest the reference cache describes with leaf-typed children only, its
+        blob there with the recorded size: what a walk of it would yield, without the walk
+        or a Descriptor per child (ls and du on a warm cache). None: walk it."""
+        facts = self._facts
+        if facts is None or facts.get("M" + descriptor.digest) is None:
+            return None  # not recorded: the walk reads it (once)
+        node = self.node(descriptor, keep=False)
+        lazy = node._lazy
+        leaves = node.leaves
+        if lazy is None or leaves is None or node.kind is not Kind.IMAGE or node.state is not NodeState.PARSED:
+            return None
+        if not self._nodes.keys().isdisjoint(leaves):  # a leaf also known as a node: the walk decides
+            return None
+        fields = refcache.decode_leafy(lazy[0], leaves)
+        if fields is None:
+            return None
+        media_types, sizes, config_at, annotations, artifact_type = fields
+        config = None
+        if config_at >= 0:
+            config = Descriptor(media_types[config_at], Digest(leaves[config_at]), sizes[config_at])
+        return RecordedImage(leaves, media_types, sizes, config, annotations, artifact_type)
 
     # -- one blob -------------------------------------------------------------------
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import refcache
 from .descriptor import Descriptor
 from .digest import Digest
 from .errors import CorruptLayoutError
@@ -163,22 +162,11 @@ def _summarise(descriptor: Descriptor, graph: Graph, present: set[str]) -> Summa
 
 def _summarise_recorded(descriptor: Descriptor, graph: Graph, present: set[str]) -> Summary | None:
     """`_summarise` of an image manifest the reference cache describes with leaf-typed
-    children only (most entries of a big layout): the same sums from the record's sizes,
-    without a walk or a Descriptor per child. None: take the walk."""
-    facts = graph._facts
-    if facts is None or facts.get("M" + descriptor.digest) is None:
-        return None  # not recorded: the walk reads it (once)
-    node = graph.node(descriptor, keep=False)
-    lazy = node._lazy
-    leaves = node.leaves
-    if lazy is None or leaves is None or node.kind is not Kind.IMAGE or node.state is not NodeState.PARSED:
+    children only (most entries of a big layout): the same sums from the record's sizes.
+    None: take the walk."""
+    image = graph.recorded_image(descriptor)
+    if image is None:
         return None
-    if not graph._nodes.keys().isdisjoint(leaves):  # a leaf also known as a node: the walk decides
-        return None
-    fields = refcache.decode_leafy(lazy[0], leaves)
-    if fields is None:
-        return None
-    media_types, child_sizes, config_at, annotations, artifact_type = fields
     # As the walk visits them: the entry, then each child; a digest counts once.
     sizes: dict[str, int] = {descriptor.digest: descriptor.size}
     missing = 0
@@ -186,7 +174,7 @@ def _summarise_recorded(descriptor: Descriptor, graph: Graph, present: set[str])
         missing += 1
         if is_leaf_type(descriptor.media_type):
             graph.warn(_missing_blob(descriptor))
-    for digest, media_type, size in zip(leaves, media_types, child_sizes):
+    for digest, media_type, size in zip(image.leaves, image.media_types, image.sizes):
         if digest in sizes:
             if sizes[digest] < 0 <= size:
                 sizes[digest] = size
@@ -195,13 +183,11 @@ def _summarise_recorded(descriptor: Descriptor, graph: Graph, present: set[str])
         if digest not in present:
             missing += 1
             graph.warn(_missing_blob(Descriptor(media_type, Digest(digest), size)))
-    created = annotations.get(CREATED)
+    created = image.annotations.get(CREATED)
     platforms: list[str] = []
-    kind = Kind.IMAGE.value
-    if artifact_type is not None:
-        kind = Kind.ARTIFACT.value
-    if config_at >= 0:
-        config = Descriptor(media_types[config_at], Digest(leaves[config_at]), child_sizes[config_at])
+    kind = Kind.IMAGE.value if image.artifact_type is None else Kind.ARTIFACT.value
+    config = image.config
+    if config is not None:
         if config.media_type not in (OCI_CONFIG, DOCKER_CONFIG, None):
             kind = Kind.ARTIFACT.value
         info = graph.config_info(config)

@@ -30,8 +30,9 @@ BLOBS_DIR = "blobs"
 SUPPORTED_LAYOUT_VERSIONS = ("1.0.0",)
 
 # Caps on what we parse as JSON. Registries refuse manifests over 4 MiB; an index.json of
-# 100,000 images is about 30 MiB. Past these, the file is treated as hostile.
-MAX_INDEX_BYTES = 128 * 1024 * 1024
+# 1,000,000 named images is about 220 MB (128 MiB refused it). Past these, the file is
+# treated as hostile.
+MAX_INDEX_BYTES = 512 * 1024 * 1024
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 
 

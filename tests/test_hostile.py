@@ -686,7 +686,7 @@ def test_corpus_is_large_enough() -> None:
 
 def test_sparse_1gib_index_is_refused_without_reading_it(tmp_path: Path) -> None:
     """A 1 GiB (sparse) index.json is refused from its size, in well under the time and memory
-    it would take to read the 128 MiB cap. Peak RSS is the child's VmHWM (ru_maxrss would
+    it would take to read the 512 MiB cap. Peak RSS is the child's VmHWM (ru_maxrss would
     include the parent's, which a child inherits across fork and exec)."""
     env = make_env(tmp_path)
     _sparse_index(env)

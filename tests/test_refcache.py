@@ -884,6 +884,28 @@ def test_the_warm_listing_fast_path_agrees_with_the_walk(generate_module, tmp_pa
     assert warm.warnings == cold.warnings
 
 
+@pytest.mark.parametrize("created", [True, False])
+def test_the_warm_du_fast_path_agrees_with_the_walk(generate_module, tmp_path, monkeypatch, created):
+    root = _bench(generate_module, tmp_path / "lay", images=50, seed=9)
+    _roughen(root)
+    cold = Layout.open(root, cache=False).du(created=created)
+    _warm(root)
+    refcache.finish()
+    taken = []
+    real = Graph.recorded_image
+
+    def counting(self, descriptor):
+        image = real(self, descriptor)
+        taken.append(image is not None)
+        return image
+
+    monkeypatch.setattr(Graph, "recorded_image", counting)
+    warm = Layout.open(root).du(created=created)
+    assert sum(taken) > len(taken) // 2, "most images came from the records"
+    assert warm.images == cold.images
+    assert warm.totals == cold.totals and warm.warnings == cold.warnings
+
+
 # -- cold and warm agree ---------------------------------------------------------------------------
 
 TYPES = [OCI_MANIFEST, OCI_INDEX, None, "application/x-unknown", OCI_LAYER, OCI_CONFIG,
