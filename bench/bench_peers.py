@@ -8,6 +8,8 @@ umoci timed side by side in the same run: `rm` of 1 image <= 0.75x skopeo `delet
 Cases (--only, default all):
   rm1      ocilayout `rm -q COPY NAME`               vs  skopeo `delete oci:COPY:NAME`
   rm1warm  the same, after an untimed `ocilayout ls -q COPY` (issue 9: a warm reference cache)
+  rm1borrow  the same, after an untimed `ocilayout ls -q SRC` of the source layout: the copy, at
+           a path the cache never saw, borrows SRC's records (a copy of a layout looked at before)
   rm1nocache  the same with `--no-cache` (what the cache fill of rm1 costs)
   rm100    ocilayout `rm -q COPY NAME1 ... NAME100`  vs  100 sequential skopeo deletes
   gc       ocilayout `gc --grace 0 -q COPY`          vs  umoci `gc --layout COPY`
@@ -71,12 +73,13 @@ DEFAULT_WORKDIR = Path("/tmp/ocilayout-bench-peers")
 TIME = "/usr/bin/time"  # GNU time
 REF_NAME = "org.opencontainers.image.ref.name"
 
-CASES = ("rm1", "rm1warm", "rm1nocache", "rm100", "gc", "gcwarm", "rmgc")
+CASES = ("rm1", "rm1warm", "rm1borrow", "rm1nocache", "rm100", "gc", "gcwarm", "rmgc")
 DEFAULT_CASES = ("rm1", "rm1warm", "rm100", "gc", "rmgc")
 # case -> (label, source layout, peer)
 CASE_INFO = {
     "rm1": ("rm 1 image", "plain", "skopeo"),
     "rm1warm": ("rm 1 image, warm cache", "plain", "skopeo"),
+    "rm1borrow": ("rm 1 image, a copy at a new path, cache warm from the source", "plain", "skopeo"),
     "rm1nocache": ("rm 1 image, --no-cache", "plain", "skopeo"),
     "rm100": ("rm 100 images", "plain", "skopeo"),
     "gc": ("gc (1% orphan images)", "orphans", "umoci"),
@@ -240,6 +243,7 @@ def commands(case: str, tool: str, copy: Path, names1: list[str], names100: list
         return {
             "rm1": [[exe, "rm", "-q", lay, *names1]],
             "rm1warm": [[exe, "rm", "-q", lay, *names1]],
+            "rm1borrow": [[exe, "rm", "-q", lay, *names1]],
             "rm1nocache": [[exe, "rm", "-q", "--no-cache", lay, *names1]],
             "rm100": [[exe, "rm", "-q", lay, *names100]],
             "gc": [[exe, "gc", "--grace", "0", "-q", lay]],
@@ -247,7 +251,7 @@ def commands(case: str, tool: str, copy: Path, names1: list[str], names100: list
             "rmgc": [[exe, "rm", "-q", lay, *names1], [exe, "gc", "--grace", "0", "-q", lay]],
         }[case]
     if tool == "skopeo":
-        names = names1 if case in ("rm1", "rm1warm", "rm1nocache") else names100
+        names = names1 if case in ("rm1", "rm1warm", "rm1borrow", "rm1nocache") else names100
         return [[exe, "delete", f"oci:{lay}:{name}"] for name in names]
     if tool == "umoci":
         gc = [exe, "gc", "--layout", lay]
@@ -301,7 +305,8 @@ def bench_case(case: str, src: Path, tools_here: list[str], rounds: int, rounds_
     for r in range(rounds):
         active = [t for t in tools_here if not (case == "rm100" and t == "skopeo" and r >= rounds_slow)]
         order = active if r % 2 == 0 else active[::-1]
-        copies = {t: run_dir / t for t in active}
+        # rm1borrow: a path the cache has never seen, every round.
+        copies = {t: run_dir / (f"{t}-{r}" if case == "rm1borrow" else t) for t in active}
         for t in active:
             fresh_copy(src, copies[t])  # not timed
         os.sync()  # so writeback of the copies' metadata does not land inside a timed run
@@ -310,6 +315,9 @@ def bench_case(case: str, src: Path, tools_here: list[str], rounds: int, rounds_
                 reset_cache(envs[t])
                 if case.endswith("warm"):  # not timed: any earlier command on this copy
                     subprocess.run([tools[t], *WARM_UP, str(copies[t])], env=envs[t], check=True,
+                                   stdout=subprocess.DEVNULL)
+                elif case == "rm1borrow":  # not timed: a command on the source (read-only)
+                    subprocess.run([tools[t], *WARM_UP, str(src)], env=envs[t], check=True,
                                    stdout=subprocess.DEVNULL)
             res = run_measured(commands(case, t, copies[t], names1, names100, tools), envs[t], report)
             res.update(round=r, position=order.index(t))
