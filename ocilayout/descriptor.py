@@ -138,5 +138,9 @@ def _string_map(raw: Any, where: str) -> dict[str, str]:
     if not isinstance(raw, dict):
         raise CorruptLayoutError(f"{where}: annotations must be an object")
     # Non-string values are tolerated when reading (we only ever look up string keys) but
-    # dropped from the view, so a name is never something other than a string.
-    return {k: v for k, v in raw.items() if isinstance(v, str)}
+    # dropped from the view, so a name is never something other than a string. The common
+    # all-strings object is shared, not copied (nothing edits a parsed object in place).
+    for value in raw.values():
+        if type(value) is not str:
+            return {k: v for k, v in raw.items() if isinstance(v, str)}
+    return raw

@@ -172,12 +172,23 @@ def parse_index(data: bytes, what: str = "index.json") -> IndexFile:
     if not isinstance(manifests, list):
         raise CorruptLayoutError(f"{what}: manifests must be a list")
     entries = []
+    media_types: dict[str, str] = {}
     for position, raw in enumerate(manifests):
         try:
             descriptor = parse_descriptor(raw, what)
         except CorruptLayoutError:
             parse_descriptor(raw, f"{what}: manifests[{position}]")  # the same error, saying where
             raise
+        # One string object per value, shared by the entry object and its descriptor, and one
+        # per distinct media type: at 1,000,000 entries, about 200 MB less.
+        if raw["digest"] == descriptor.digest:
+            raw["digest"] = descriptor.digest
+        media_type = descriptor.media_type
+        if media_type is not None and type(raw.get("mediaType")) is str:
+            shared = media_types.setdefault(media_type, media_type)
+            raw["mediaType"] = shared
+            if shared is not media_type:
+                descriptor.media_type = shared
         entries.append(Entry(position, descriptor, raw))
     return IndexFile(document, tuple(entries), tuple(warnings), bytes(data), exact)
 

@@ -302,7 +302,7 @@ class LayoutFacts:
         self.merge: set[str] = set()  # kinds whose chunks to merge (too many, duplicates, a bad one)
         self.rebuild = False  # the file is not a database of this version: replace it
         self.own_chunks: dict[str, int] = {}  # per kind, this layout's chunks that loaded
-        self.lent: dict[str, str] = {}  # records borrowed from another layout, not yet used
+        self.lent: set[str] = set()  # keys of records borrowed from another layout, not yet filed here
         self.borrowed: set[str] = set()  # kinds a lender was looked for (once each)
         self._load_lock = threading.Lock()
 
@@ -409,8 +409,18 @@ class LayoutFacts:
             except Exception as exc:  # never let the cache break a command
                 lent.clear()
                 self._failed("reading", exc)
-            lent.update(self.lent)
-            self.lent = lent
+            for key in self.records.keys() & lent.keys():
+                del lent[key]
+            self.records.update(lent)  # used like our own; those used are filed here (`_file_lent`)
+            self.lent.update(lent)
+
+    def _file_lent(self) -> None:
+        """Borrowed records used so far become ours: learnt, written at the next flush."""
+        if self.lent:
+            used = self.lent & self.hits
+            self.lent -= used
+            for key in used:
+                self.pending[key[0]].add(key, self.records[key])
 
     def _borrow(self, kind: str, digests: list[str], lent: dict[str, str]) -> None:
         con = self._open()
@@ -437,17 +447,11 @@ class LayoutFacts:
         if kind not in self.loaded:
             self.load(kind)
         rest = self.records.get(key)
-        if rest is not None:
-            self.hits.add(key)
-            return rest
-        if kind not in self.borrowed:
+        if rest is None and kind not in self.borrowed:
             self.borrow(kind, [key[1:]])
-        rest = self.lent.pop(key, None)
+            rest = self.records.get(key)
         if rest is not None:
-            # Filed under this layout at its next write, so it need not borrow again.
-            self.records[key] = rest
             self.hits.add(key)
-            self.pending[kind].add(key, rest)
         return rest
 
     # learning
@@ -462,6 +466,7 @@ class LayoutFacts:
 
     def learnt_since(self, mark: dict[str, tuple[int, int, int]]) -> bytes:
         """The records learnt after `mark`, as a fork child's message for `add_learnt`."""
+        self._file_lent()  # borrowed records the child used travel back as learnt
         parts: list[bytes] = []
         for kind in KINDS:
             b = self.pending[kind]
@@ -492,6 +497,7 @@ class LayoutFacts:
         optimisation."""
         if os.getpid() != self.pid or not self.loaded:
             return  # a fork child never writes; nothing was ever looked up: nothing to say
+        self._file_lent()
         touch = time.time() - self.last_used > TOUCH_EVERY_S and bool(self.hits)
         learnt = any(b.count for b in self.pending.values())
         if not (learnt or self.merge or self.rebuild or touch):
