@@ -736,9 +736,15 @@ def test_a_copy_at_a_new_path_borrows_the_records_and_files_them(generate_module
     assert warm.rows == Layout.open(copy, cache=False).list().rows
     assert os.path.realpath(copy) in _layouts_filed()
     con = sqlite3.connect(_cache_file())
+    filed: dict[str, str] = {}
+    for (data,) in con.execute("SELECT data FROM chunks WHERE layout = ?", (os.path.realpath(copy),)):
+        filed.update(_chunk_records(data))
     con.execute("DELETE FROM chunks WHERE layout = ?", (os.path.realpath(first),))
     con.commit()
     con.close()
+    roots = [e.descriptor for e in LayoutStore(copy).read_index().entries]
+    assert all("M" + r.digest in filed for r in roots), "both halves' borrowed records were filed"
+    monkeypatch.setattr(graph_module, "PARALLEL_MIN_ROOTS", 10**9)  # a child's reads would not be counted
     reads.clear()
     report = Layout.open(copy).delete(["img-000007"], dry_run=True)
     assert reads == [] and report.images
