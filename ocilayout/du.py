@@ -91,7 +91,9 @@ def usage(
     heads = [entries[0].descriptor for entries in groups.values()]
 
     def walk(first: int, last: int) -> _Walked:
-        return _walk_images(graph, heads[first:last], [groups[d] for d in digests[first:last]], allow_sparse, created)
+        part = heads[first:last]
+        with store.prefetch(graph.unrecorded_digests(part)):
+            return _walk_images(graph, part, [groups[d] for d in digests[first:last]], allow_sparse, created)
 
     if worth_forking(len(heads)):
         # This process also lists blobs/ (serial otherwise): it walks a little less than half.

@@ -343,6 +343,16 @@ class Graph:
                 step = max(1, len(roots) // 3)
                 self._facts.borrow("M", [d.digest for d in roots[::step][:4]])
 
+    def unrecorded_digests(self, roots: Iterable[Descriptor]) -> list[str]:
+        """The digests of those `roots` that are not leaf-typed and have no manifest record
+        (what a walk of them will read), in order."""
+        records = self._facts.records if self._facts is not None else {}
+        return [
+            root.digest
+            for root in roots
+            if root.media_type not in LEAF_TYPES and "M" + root.digest not in records
+        ]
+
     def unrecorded(self, roots: Iterable[Descriptor]) -> int:
         """How many of `roots` have no manifest record in the reference cache (all, without one)."""
         facts = self._facts
@@ -808,11 +818,26 @@ def _walk_live(
     sizes: dict[str, int] | None = None,
 ) -> LiveSet:
     result = LiveSet()
+    roots = list(roots)
+    if sizes is None and not keep:
+        roots = _take_recorded_images(graph, roots, result.reached)
+    with graph.store.prefetch(graph.unrecorded_digests(roots)):
+        _walk_into(graph, roots, allow_sparse, keep, sizes, result)
+    result.doubt = list(dict.fromkeys(result.doubt))  # two roots naming one absent blob: one doubt
+    return result
+
+
+def _walk_into(
+    graph: Graph,
+    roots: list[Descriptor],
+    allow_sparse: bool,
+    keep: bool,
+    sizes: dict[str, int] | None,
+    result: LiveSet,
+) -> None:
     seen = result.reached
     doubt = result.doubt
     missing_seen: set[str] = set()
-    if sizes is None and not keep:
-        roots = _take_recorded_images(graph, roots, seen)
     LEAF, AGAIN, PARSED = Visit.LEAF, Visit.AGAIN, NodeState.PARSED
     for descriptor, _, depth, visit, node in graph.walk(roots, keep=keep, leaf_sink=seen if sizes is None else None):
         digest = descriptor.digest
@@ -844,8 +869,6 @@ def _walk_live(
                 doubt.append(Doubt(digest, "too-deep", f"nested deeper than {graph.max_depth} levels"))
         elif state is NodeState.UNREADABLE:
             doubt.append(Doubt(digest, "unreadable", node.problem or ""))
-    result.doubt = list(dict.fromkeys(doubt))  # two roots naming one absent blob: one doubt
-    return result
 
 
 _IMAGE_MANIFEST_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})

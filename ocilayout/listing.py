@@ -99,7 +99,8 @@ def summarise(descriptors: list[Descriptor], graph: Graph) -> list[Summary]:
     summarised by a forked child at the same time (both cores)."""
     if not worth_forking(len(descriptors)):
         present = graph.store.present_digests()
-        return [_summarise(d, graph, present) for d in descriptors]
+        with graph.store.prefetch(graph.unrecorded_digests(descriptors)):
+            return [_summarise(d, graph, present) for d in descriptors]
     half = len(descriptors) // 2
     warned = len(graph.warnings)
     graph.prepare(descriptors)  # the child inherits the cache's records instead of loading them again
@@ -107,7 +108,8 @@ def summarise(descriptors: list[Descriptor], graph: Graph) -> list[Summary]:
 
     def part(first: int, last: int) -> list[Summary]:
         present = graph.store.present_digests()  # each process lists blobs/ itself: nothing serial
-        return [_summarise(d, graph, present) for d in descriptors[first:last]]
+        with graph.store.prefetch(graph.unrecorded_digests(descriptors[first:last])):
+            return [_summarise(d, graph, present) for d in descriptors[first:last]]
 
     def there() -> tuple[list[Summary], list[str], bytes]:
         return part(half, len(descriptors)), graph.warnings[warned:], graph.learnt_since(mark)

@@ -362,3 +362,84 @@ def test_inventory_skips_an_entry_removed_while_listing(tmp_path: Path, monkeypa
     monkeypatch.setattr(storage_module, "_blob_file", vanish)
     inventory = LayoutStore(tmp_path).inventory()
     assert [b.digest for b in inventory.blobs] == [kept] and inventory.strays == []
+
+
+# -- read-ahead (LayoutStore.prefetch) ---------------------------------------------------------------
+
+
+def _real_layout(root: Path, count: int) -> tuple[LayoutStore, list[str]]:
+    blobs = root / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+    (root / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    (root / "index.json").write_text(json.dumps(INDEX))
+    digests = []
+    for i in range(count):
+        data = b"blob %d" % i
+        digest = digest_of(data)
+        (blobs / digest.encoded).write_bytes(data)
+        digests.append(str(digest))
+    return LayoutStore(root), digests
+
+
+def test_prefetch_advises_each_regular_blob_and_never_blocks_or_follows(tmp_path, monkeypatch) -> None:
+    """The read-ahead thread opens only what a read would (a FIFO never blocks it, a symlink is
+    not followed, a directory or a missing blob is skipped), and is gone when the block ends."""
+    store, digests = _real_layout(tmp_path / "lay", 300)
+    blobs = tmp_path / "lay" / "blobs" / "sha256"
+    fifo, link, directory, missing = (digest_of(b"odd %d" % i) for i in range(4))
+    os.mkfifo(blobs / fifo.encoded)
+    (tmp_path / "outside").write_bytes(b"outside")
+    os.symlink(tmp_path / "outside", blobs / link.encoded)
+    (blobs / directory.encoded).mkdir()
+    odd = [str(fifo), str(link), str(directory), str(missing)]
+    advised: list[int] = []
+    real_fadvise = os.posix_fadvise
+
+    def fadvise(fd: int, offset: int, length: int, advice: int) -> None:
+        advised.append(os.fstat(fd).st_ino)
+        real_fadvise(fd, offset, length, advice)
+
+    monkeypatch.setattr(os, "posix_fadvise", fadvise)
+    before = threading.active_count()
+    with store.prefetch(odd + digests) as ahead:
+        assert ahead.thread is not None
+        ahead.thread.join(timeout=30)
+        assert not ahead.thread.is_alive(), "the thread finished (a FIFO did not block it)"
+    assert threading.active_count() == before
+    expected = {os.stat(blobs / d.split(":")[1]).st_ino for d in digests}
+    assert sorted(advised) == sorted(expected), "each regular blob once, nothing else"
+    assert os.stat(tmp_path / "outside").st_ino not in advised
+
+
+def test_prefetch_of_a_few_blobs_starts_no_thread(tmp_path) -> None:
+    store, digests = _real_layout(tmp_path / "lay", 10)
+    with store.prefetch(digests) as ahead:
+        assert ahead.thread is None
+
+
+def test_a_cold_live_set_reads_ahead_and_leaves_no_thread(tmp_path, monkeypatch) -> None:
+    """A walk of many unrecorded entries prefetches them; the answer does not depend on it and
+    the process is single-threaded again afterwards (a later fork needs that)."""
+    from ocilayout import graph as graph_module
+    from ocilayout.descriptor import Descriptor
+    from ocilayout.graph import Graph, live_set
+    from ocilayout.storage import Prefetch
+
+    store, digests = _real_layout(tmp_path / "lay", 300)
+    roots = [Descriptor("application/vnd.oci.image.manifest.v1+json", Digest(d), 7) for d in digests]
+    started: list[int] = []
+    real_enter = Prefetch.__enter__
+
+    def enter(self):
+        out = real_enter(self)
+        started.append(len(self.digests) if self.thread is not None else 0)
+        return out
+
+    monkeypatch.setattr(Prefetch, "__enter__", enter)
+    monkeypatch.setattr(graph_module, "PARALLEL_MIN_ROOTS", 10**9)
+    with_ahead = live_set(Graph(store, cache=False), roots)
+    assert started == [300]
+    monkeypatch.setattr(Prefetch, "MIN_BLOBS", 10**9)
+    without = live_set(Graph(store, cache=False), roots)
+    assert threading.active_count() == 1
+    assert with_ahead.reached == without.reached and with_ahead.doubt == without.doubt
