@@ -158,3 +158,25 @@ def test_index_file_is_immutable_value() -> None:
     assert isinstance(index, IndexFile)
     with pytest.raises(AttributeError):
         index.entries = ()  # type: ignore[misc]
+
+
+def test_entries_share_their_strings_with_their_descriptors() -> None:
+    """A big index.json is mostly digests, media types and annotations: each is held once (the
+    entry object and its descriptor share it; one object per distinct media type), and the
+    text written back is unchanged."""
+    import json as json_module
+
+    from ocilayout.indexfile import parse_index
+
+    manifests = [
+        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:" + f"{i:064x}", "size": 7,
+         "annotations": {"org.opencontainers.image.ref.name": f"n{i}"}}
+        for i in range(3)
+    ]
+    data = json_module.dumps({"schemaVersion": 2, "manifests": manifests}).encode()
+    index = parse_index(data)
+    first, second = index.entries[0], index.entries[1]
+    assert first.raw["digest"] is first.descriptor.digest
+    assert first.descriptor.annotations is first.raw["annotations"]
+    assert first.raw["mediaType"] is second.raw["mediaType"] is second.descriptor.media_type
+    assert json_module.dumps(index.document).encode() == data
