@@ -82,7 +82,7 @@ MAX_BYTES_ENV = "OCILAYOUT_CACHE_MAX_BYTES"
 # what it learnt, so that the command itself runs on a warm cache (see tests/conftest.py).
 PREWARM_ENV = "OCILAYOUT_TEST_PREWARM"
 
-DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+DEFAULT_MAX_BYTES = 1024 * 1024 * 1024  # 1,000,000 images take about 500 MB
 MAX_CHUNK_ROWS = 10_000  # chunks over all layouts: the eviction query stays cheap
 MAX_CHUNKS_PER_LAYOUT = 8  # more, and the next write merges them
 BUSY_TIMEOUT_S = 2.0
