@@ -12,7 +12,7 @@ from __future__ import annotations
 import marshal
 import os
 import signal
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 from .graph import _GUARDED_SIGNALS, FORKED, _may_fork, _reap
 
@@ -30,8 +30,10 @@ def fork_split(here: Callable[[], A], there: Callable[[], B]) -> tuple[A, B]:
     """(`here()`, `there()`), `there` computed at the same time in a forked child.
 
     `there()` must return what `marshal` can carry (None, bool, int, float, str, bytes,
-    and tuples, lists, dicts and sets of them). Exceptions of `here` propagate (the child
-    is killed); a child that fails in any way is replaced by calling `there()` here.
+    and tuples, lists, dicts and sets of them). Bytes, and a list of bytes, arrive here as
+    one bytes object (the list joined), without marshalling. Exceptions of `here` propagate
+    (the child is killed); a child that fails in any way is replaced by calling `there()`
+    here (then a list of bytes stays a list).
     """
     try:
         read_end, write_end = os.pipe()
@@ -52,9 +54,20 @@ def fork_split(here: Callable[[], A], there: Callable[[], B]) -> tuple[A, B]:
                 signal.signal(signum, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
             os.close(read_end)
-            view = memoryview(marshal.dumps(there()))  # type: ignore[arg-type]
-            while view:
-                view = view[os.write(write_end, view) :]
+            result: Any = there()
+            # Bytes, or a list of bytes (sent one after the other), go as they are behind a
+            # tag byte: a big live set is then never copied to be marshalled, on either side.
+            parts: list[bytes]
+            if type(result) is bytes:
+                parts = [_RAW, result]
+            elif type(result) is list and all(type(b) is bytes for b in result):
+                parts = [_RAW, *result]
+            else:
+                parts = [_MARSHAL, marshal.dumps(result)]
+            for part in parts:
+                view = memoryview(part)
+                while view:
+                    view = view[os.write(write_end, view) :]
             code = 0
         finally:
             os._exit(code)
@@ -75,9 +88,17 @@ def fork_split(here: Callable[[], A], there: Callable[[], B]) -> tuple[A, B]:
         else:
             os.close(read_end)
     if _reap(pid) == 0:
+        tag, payload = payload[:1], payload[1:]
+        if tag == _RAW:
+            return mine, payload  # type: ignore[return-value]
         try:
-            theirs: B = marshal.loads(payload)
-            return mine, theirs
+            if tag == _MARSHAL:
+                theirs: B = marshal.loads(payload)
+                return mine, theirs
         except (ValueError, EOFError, TypeError):
             pass
+    del payload
     return mine, there()
+
+
+_RAW, _MARSHAL = b"r", b"m"

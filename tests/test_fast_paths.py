@@ -135,6 +135,22 @@ def test_fork_split_replaces_a_failing_child() -> None:
     assert fork_split(lambda: 2, child_dies) == (2, "again here")
 
 
+def test_fork_split_carries_bytes_and_byte_parts_without_marshal(monkeypatch) -> None:
+    """Bytes and a list of bytes come back as one bytes object (no marshalled copy); other
+    values through marshal, a str not mistaken for bytes."""
+    import marshal
+
+    parent = os.getpid()
+    big = os.urandom(3 * 65536 + 5)  # more than a pipe holds: written in several calls
+    assert fork_split(lambda: 0, lambda: big) == (0, big)
+    assert fork_split(lambda: 0, lambda: [b"a\0", big, b"", b"z"]) == (0, b"a\0" + big + b"z")
+    assert fork_split(lambda: 0, lambda: [b"a", "b"]) == (0, [b"a", "b"])
+    assert fork_split(lambda: 0, lambda: "text") == (0, "text")
+    monkeypatch.setattr(marshal, "dumps", lambda value: (_ for _ in ()).throw(AssertionError("marshalled")))
+    assert fork_split(lambda: 0, lambda: [b"x", b"y"]) == (0, b"xy")
+    assert os.getpid() == parent
+
+
 def test_fork_split_here_raising_kills_the_child() -> None:
     def here() -> None:
         raise KeyError("x")
