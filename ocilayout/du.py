@@ -113,6 +113,7 @@ def usage(
         graph.add_learnt(learnt)  # what the child read goes into the cache too
         walked = _merge(mine, theirs)
     else:
+        graph.prepare(heads)  # loads the cache's records, or borrows them
         walked = walk(0, len(heads))
         local = _local_names(store)
     ids, declared, reach, certain, created_at = walked

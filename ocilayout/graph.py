@@ -21,7 +21,7 @@ import signal
 import threading
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Sequence
+from typing import Any, Iterable, Iterator, Mapping, NamedTuple
 
 from . import refcache
 from .descriptor import Descriptor, parse_descriptor, platform_from_json
@@ -312,6 +312,7 @@ class Graph:
         self._documents: dict[Digest, dict[str, Any]] = {}  # read by document(), not yet by node()
         self._lenient = False  # set when a parse kept something leniently (then it is not recorded)
         self._facts = refcache.attach(store.root, store.blob_size) if cache and store.cache else None
+        self._hint: Iterable[Descriptor] | None = None  # `expect`
 
     def warn(self, message: str) -> None:
         """Record a warning once."""
@@ -333,15 +334,23 @@ class Graph:
         if self._facts is not None and message:
             self._facts.add_learnt(message)
 
-    def prepare(self, roots: Sequence[Descriptor] = ()) -> None:
+    def prepare(self, roots: Iterable[Descriptor] = ()) -> None:
         """Load the reference cache's manifest records now (before a fork: the child inherits
-        them), borrowing another layout's when this one has none and one of them mentions a
-        few of `roots`."""
+        them), borrowing another layout's when this one has none and another holds some of
+        `roots`."""
         if self._facts is not None:
             self._facts.load("M")
-            if roots:
-                step = max(1, len(roots) // 3)
-                self._facts.borrow("M", [d.digest for d in roots[::step][:4]])
+            self._facts.borrow("M", (d.digest for d in roots))
+
+    def expect(self, roots: Iterable[Descriptor]) -> None:
+        """The entries this graph will be asked about: its first cache lookup prepares for
+        them (`prepare`: a new layout borrows its records before any blob is read)."""
+        self._hint = roots
+
+    def _first_lookup(self) -> None:
+        hint, self._hint = self._hint, None
+        if hint is not None:
+            self.prepare(hint)
 
     def unrecorded_digests(self, roots: Iterable[Descriptor]) -> list[str]:
         """The digests of those `roots` that are not leaf-typed and have no manifest record
@@ -438,6 +447,8 @@ class Graph:
         digest = descriptor.digest
         facts = self._facts
         if facts is not None:
+            if self._hint is not None:
+                self._first_lookup()
             rest = facts.get("M" + digest)
             if rest is not None:
                 node = self._recorded(digest, promised, rest)
@@ -750,6 +761,8 @@ class Graph:
     def _read_config(self, digest: Digest) -> ConfigInfo | None:
         facts = self._facts
         if facts is not None:
+            if self._hint is not None:
+                self._first_lookup()
             rest = facts.get("C" + digest)
             if rest is not None:
                 record = refcache.decode_config(rest)
@@ -884,7 +897,7 @@ def _take_recorded_images(graph: Graph, roots: Iterable[Descriptor], seen: set[s
     roots = list(roots)
     if facts is None or graph.max_depth < 1 or not roots:
         return roots
-    facts.get("M" + roots[0].digest)  # loads the records (or borrows them) as a lookup would
+    graph.prepare(roots)  # loads the records, or borrows them
     records = facts.records
     hits = facts.hits
     nodes = graph._nodes

@@ -165,7 +165,10 @@ class Layout:
 
     def graph(self) -> Graph:
         """A fresh walker (its cache lives as long as one command)."""
-        return Graph(self.store, strict=self.strict)
+        graph = Graph(self.store, strict=self.strict)
+        if self._index is not None:
+            graph.expect([entry.descriptor for entry in self._index.entries])
+        return graph
 
     def reload(self) -> None:
         """Forget the parsed `index.json`; the next use re-reads it."""

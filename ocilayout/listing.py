@@ -98,6 +98,7 @@ def summarise(descriptors: list[Descriptor], graph: Graph) -> list[Summary]:
     """The summary of each descriptor's content, in order; a big layout's second half is
     summarised by a forked child at the same time (both cores)."""
     if not worth_forking(len(descriptors)):
+        graph.prepare(descriptors)  # loads the cache's records, or borrows them
         present = graph.store.present_digests()
         with graph.store.prefetch(graph.unrecorded_digests(descriptors)):
             return [_summarise(d, graph, present) for d in descriptors]

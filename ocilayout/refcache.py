@@ -50,7 +50,7 @@ import threading
 import time
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from .descriptor import MAX_SIZE, Descriptor, Platform
 from .digest import FAST_DIGEST, Digest
@@ -304,6 +304,7 @@ class LayoutFacts:
         self.own_chunks: dict[str, int] = {}  # per kind, this layout's chunks that loaded
         self.lent: set[str] = set()  # keys of records borrowed from another layout, not yet filed here
         self.borrowed: set[str] = set()  # kinds a lender was looked for (once each)
+        self.lender: str | None = None  # the layout that lent manifest records
         self._load_lock = threading.Lock()
 
     # reading
@@ -391,24 +392,25 @@ class LayoutFacts:
             records.update(zip(keys, rests))
         return chunks, lines
 
-    def borrow(self, kind: str, digests: list[str]) -> None:
-        """Once per kind, and only for a layout with no chunk of that kind: load the records
-        of the most recently used other layout whose chunks mention one of `digests` (a copy,
-        or a layout made from the same images). A miss stays cheap: one query."""
-        if kind in self.borrowed or not digests:
+    def borrow(self, kind: str, digests: Iterable[str]) -> None:
+        """Once per kind, and only for a layout with no chunk of that kind: load the records of
+        the other layout whose sampled keys share most of `digests` (manifests this layout
+        holds: a copy, or a layout made from the same images). Nothing to borrow: one query."""
+        if kind in self.borrowed:
             return
         self.load(kind)
         with self._load_lock:
             if kind in self.borrowed or self.own_chunks.get(kind, 1):
                 self.borrowed.add(kind)
                 return
-            self.borrowed.add(kind)
             lent: dict[str, str] = {}
             try:
-                self._borrow(kind, digests[:4], lent)
+                if not self._borrow(kind, digests, lent):
+                    return  # nothing to ask with (no sampled digest): a later call may have some
             except Exception as exc:  # never let the cache break a command
                 lent.clear()
                 self._failed("reading", exc)
+            self.borrowed.add(kind)
             for key in self.records.keys() & lent.keys():
                 del lent[key]
             self.records.update(lent)  # used like our own; those used are filed here (`_file_lent`)
@@ -419,27 +421,55 @@ class LayoutFacts:
         if self.lent:
             used = self.lent & self.hits
             self.lent -= used
-            for key in used:
-                self.pending[key[0]].add(key, self.records[key])
+            records = self.records
+            for kind in KINDS:  # joined in C: a copy's first command files every record it used
+                keys = [key for key in used if key[0] == kind]
+                if keys:
+                    self.pending[kind].add_joined(
+                        ("\n".join(keys) + "\n").encode("ascii", "replace"),
+                        ("\n".join([records[key] for key in keys]) + "\n").encode("ascii", "replace"),
+                        len(keys),
+                    )
 
-    def _borrow(self, kind: str, digests: list[str], lent: dict[str, str]) -> None:
+    def _borrow(self, kind: str, digests: Iterable[str], lent: dict[str, str]) -> bool:
+        """Fill `lent`; False when there was nothing to ask with."""
+        # The lender of manifest records: the layout whose sampled keys share the most of our
+        # probes, the most recently used among equals (one indexed query, whatever the cache
+        # holds). Configs come from the layout that lent the manifests, if one did.
+        probes: list[str] = []
+        if kind == "M":
+            for digest in digests:
+                if _sampled("M" + digest):
+                    probes.append("M" + digest)
+                    if len(probes) >= MAX_PROBES:
+                        break
+            if not probes:
+                return False
+        elif self.lender is None:
+            return True
         con = self._open()
         if con is None:
-            return
+            return True
         try:
-            # instr() on the chunk blobs: memchr speed, and the cache is capped in bytes.
-            mentions = " OR ".join(["instr(data, ?) > 0"] * len(digests))
-            row = con.execute(
-                f"SELECT layout FROM chunks WHERE kind = ? AND layout != ? AND ({mentions})"
-                " GROUP BY layout ORDER BY MAX(used) DESC LIMIT 1",
-                (kind, self.layout, *[(kind + digest).encode("ascii", "replace") for digest in digests]),
-            ).fetchone()
-            if row is None or type(row[0]) is not str:
-                return
-            self._read_chunks(con, row[0], kind, lent)
-            note(f"{self.layout}: borrowed {len(lent)} records of {row[0]}")
+            lender = self.lender
+            if probes:
+                marks = ",".join("?" * len(probes))
+                row = con.execute(
+                    f"SELECT layout, COUNT(*) AS n FROM marks WHERE key IN ({marks}) AND layout != ?"
+                    " GROUP BY layout ORDER BY n DESC,"
+                    " (SELECT MAX(used) FROM chunks WHERE chunks.layout = marks.layout) DESC LIMIT 1",
+                    (*probes, self.layout),
+                ).fetchone()
+                lender = row[0] if row is not None and type(row[0]) is str else None
+            if lender is None:
+                return True
+            self._read_chunks(con, lender, kind, lent)
+            if kind == "M":
+                self.lender = lender
+            note(f"{self.layout}: borrowed {len(lent)} records of {lender}")
         finally:
             con.close()
+        return True
 
     def get(self, key: str) -> str | None:
         """The record filed under `key` ("M" or "C" and a digest), without its key; None if none."""
@@ -447,7 +477,7 @@ class LayoutFacts:
         if kind not in self.loaded:
             self.load(kind)
         rest = self.records.get(key)
-        if rest is None and kind not in self.borrowed:
+        if rest is None and kind not in self.borrowed and (kind != "M" or _sampled(key)):
             self.borrow(kind, [key[1:]])
             rest = self.records.get(key)
         if rest is not None:
@@ -608,6 +638,10 @@ class LayoutFacts:
             blob.write(keys)
             blob.write(b"\0")
             blob.write(rests)
+        if kind == "M":
+            sample = [key for key in str(keys, "ascii", "replace").split("\n") if _sampled(key)]
+            rows = [(key, self.layout) for key in sample]
+            con.executemany("INSERT OR IGNORE INTO marks (key, layout) VALUES (?, ?)", rows)
 
     def _merged(self, kind: str) -> _Buffers:
         """Every record of `kind` worth keeping: those used or learnt now, and those whose blob
@@ -664,6 +698,7 @@ def _meta_ok(con: sqlite3.Connection) -> bool:
     try:
         meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
         con.execute("SELECT id, layout, kind, used, bytes, data, sum FROM chunks LIMIT 0").fetchall()
+        con.execute("SELECT key, layout FROM marks LIMIT 0").fetchall()
     except sqlite3.OperationalError as exc:
         if "no such" in str(exc):  # a new file, or one of another shape
             return False
@@ -686,6 +721,11 @@ def _create_schema(con: sqlite3.Connection) -> None:
         " used REAL NOT NULL, bytes INTEGER NOT NULL, data BLOB NOT NULL, sum BLOB NOT NULL)"
     )
     con.execute("CREATE INDEX chunks_layout ON chunks (layout, kind)")
+    # A sample of each layout's manifest keys (`_sampled`): which layout may lend its records.
+    con.execute(
+        "CREATE TABLE marks (key TEXT NOT NULL, layout TEXT NOT NULL, PRIMARY KEY (key, layout)) WITHOUT ROWID"
+    )
+    con.execute("CREATE INDEX marks_layout ON marks (layout)")
     con.executemany(
         "INSERT INTO meta (key, value) VALUES (?, ?)", [("format", str(FORMAT)), ("code", code_fingerprint())]
     )
@@ -705,8 +745,19 @@ def _evict(con: sqlite3.Connection, current: str) -> None:
         if layout == current:
             continue
         con.execute("DELETE FROM chunks WHERE layout = ?", (layout,))
+        con.execute("DELETE FROM marks WHERE layout = ?", (layout,))
         total -= size
         rows -= count
+
+
+MAX_PROBES = 64  # sampled digests a borrower asks about
+
+
+def _sampled(key: str) -> bool:
+    """One manifest key in sixteen, chosen by its digest (the first hex digit is 0), so a
+    lender and a borrower sample the same keys without agreeing on anything."""
+    at = key.find(":") + 1
+    return 0 < at < len(key) and key[at] == "0"
 
 
 def _remove_database(path: Path) -> None:

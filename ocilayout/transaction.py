@@ -189,6 +189,8 @@ def transaction(
             else:
                 indexes.append(parse_index(data, str(store.root / "index.json")))
         graphs = [Graph(store, strict=strict) for store in stores]
+        for graph, index in zip(graphs, indexes):
+            graph.expect([entry.descriptor for entry in index.entries])
         yield Transaction(stores, indexes, graphs, dry_run=dry_run, allow_sparse=allow_sparse)
 
 

@@ -750,6 +750,31 @@ def test_a_copy_at_a_new_path_borrows_the_records_and_files_them(generate_module
     assert reads == [] and report.images
 
 
+@pytest.mark.parametrize("command", ["rm", "gc", "du", "ls", "prune"])
+def test_any_first_command_on_a_copy_borrows(generate_module, tmp_path, monkeypatch, command) -> None:
+    """Whichever command comes first on a copy (some look a blob up before walking the
+    entries), it reads no manifest the original's commands read."""
+    monkeypatch.setattr(graph_module, "PARALLEL_MIN_ROOTS", 10**9)  # reads counted in this process
+    first = _bench(generate_module, tmp_path / "first", images=60, seed=11)
+    _warm(first)
+    refcache.finish()
+    copy = _copy(first, tmp_path / "copy")
+    manifests = {str(e.descriptor.digest) for e in LayoutStore(copy).read_index().entries}
+    reads = _count_reads(monkeypatch)
+    layout = Layout.open(copy)
+    if command == "rm":
+        layout.delete(["img-000009"])
+    elif command == "gc":
+        layout.gc(grace=0)
+    elif command == "du":
+        layout.du()
+    elif command == "ls":
+        layout.list()
+    else:
+        layout.prune(keep_last=1)
+    assert not manifests & set(reads), f"{command} read manifests the original's records describe"
+
+
 def test_a_lender_whose_chunk_fails_its_checksum_lends_nothing(tmp_path, monkeypatch) -> None:
     first = tmp_path / "first"
     a, b = _two_images(first)
