@@ -93,6 +93,7 @@ def _prewarm(layout: Layout) -> None:
             return
         graph = Graph(store)
         entries = store.read_index().entries
+        graph.prepare(e.descriptor for e in entries)
         reach = graph.reach(e.descriptor for e in entries)
         for digest in reach.reached:
             node = graph._nodes.get(Digest(digest))

@@ -477,8 +477,10 @@ class LayoutFacts:
         if kind not in self.loaded:
             self.load(kind)
         rest = self.records.get(key)
-        if rest is None and kind not in self.borrowed and (kind != "M" or _sampled(key)):
-            self.borrow(kind, [key[1:]])
+        if rest is None and kind != "M" and kind not in self.borrowed and self.lender is not None:
+            # Manifests are borrowed by `Graph.prepare` (many probes choose the lender well);
+            # other kinds come from the same lender when first missed.
+            self.borrow(kind, ())
             rest = self.records.get(key)
         if rest is not None:
             self.hits.add(key)

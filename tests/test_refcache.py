@@ -608,6 +608,29 @@ def test_the_cache_is_bounded(generate_module, tmp_path, monkeypatch) -> None:
     assert total <= per_layout * 2.5 and layouts == 2
     assert kept == {os.path.realpath(roots[3]), os.path.realpath(roots[4])}, "the least recently used went first"
     assert os.path.getsize(_cache_file()) < one * 6
+    con = sqlite3.connect(_cache_file())
+    marked = {row[0] for row in con.execute("SELECT DISTINCT layout FROM marks")}
+    con.close()
+    assert marked == kept, "an evicted layout's marks go with it"
+
+
+def test_the_lender_is_the_layout_that_holds_most_of_the_copy(generate_module, tmp_path) -> None:
+    """A copy of `a` borrows from `a`, not from `b` (more recently used, sharing only its base
+    layers), nor from `a2`, a layout holding a few of a's images, used after `a`."""
+    a = _bench(generate_module, tmp_path / "a", images=80, seed=21)
+    b = _bench(generate_module, tmp_path / "b", images=80, seed=22)
+    a2 = _copy(a, tmp_path / "a2")
+    index = json.loads((a2 / "index.json").read_text())
+    index["manifests"] = index["manifests"][:8]
+    (a2 / "index.json").write_text(json.dumps(index))
+    for root in (a, a2, b):
+        _warm(root)
+        refcache.finish()
+    copy = _copy(a, tmp_path / "copy")
+    refcache.notes.clear()
+    Layout.open(copy).list()
+    assert f"{os.path.realpath(copy)}: borrowed" in " ".join(refcache.notes)
+    assert any(n.endswith(f"records of {os.path.realpath(a)}") for n in refcache.notes), refcache.notes
 
 
 def test_chunks_are_merged_and_records_of_deleted_images_dropped(tmp_path) -> None:
