@@ -17,11 +17,11 @@ import os
 import time
 from dataclasses import dataclass, field
 from itertools import compress
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from .descriptor import Descriptor
 from .digest import Digest
-from .graph import Graph, Node, RecordedImage, live_set
+from .graph import Graph, live_set
 from .indexfile import Entry, IndexFile
 from .mediatypes import CREATED, Kind
 from .parallel import fork_split, worth_forking
@@ -319,10 +319,10 @@ def _walk_images(
                 if sizes.get(leaf, -1) < 0:
                     sizes[leaf] = size
             sure = True
-            when = _created_recorded(entries, recorded, graph) if created else None
+            when = _created(entries, recorded.annotations, recorded.config, graph) if created else None
         else:
             sure = live_set(graph, [head], allow_sparse=allow_sparse, sizes=sizes).certain
-            when = _created(entries, node, graph) if node is not None else None
+            when = _created(entries, node.annotations, node.config, graph) if node is not None else None
         mine = []
         for blob, size in sizes.items():
             i = ids.get(blob)
@@ -393,27 +393,16 @@ def _stat(store: LayoutStore, blob: str) -> tuple[int, float] | None:
     return st.st_size, st.st_mtime
 
 
-def _created(entries: list[Entry], node: Node, graph: Graph) -> str | None:
+def _created(
+    entries: list[Entry], annotations: Mapping[str, str], config: Descriptor | None, graph: Graph
+) -> str | None:
     """As `filters.image_facts` dates an image: an entry's created annotation, else the
-    manifest's, else the config's; normalised (RFC 3339 as Python writes it)."""
+    manifest's (`annotations`), else its `config`'s; normalised (RFC 3339 as Python writes it)."""
     from .filters import _entry_created, parse_time
 
-    text = _entry_created(entries) or node.annotations.get(CREATED)
-    if not text and node.config is not None:
-        info = graph.config_info(node.config)
-        if info is not None:
-            text = info.created
-    moment = parse_time(text) if text else None
-    return moment.isoformat() if moment else None
-
-
-def _created_recorded(entries: list[Entry], image: RecordedImage, graph: Graph) -> str | None:
-    """`_created` of an image known from its cache record."""
-    from .filters import _entry_created, parse_time
-
-    text = _entry_created(entries) or image.annotations.get(CREATED)
-    if not text and image.config is not None:
-        info = graph.config_info(image.config)
+    text = _entry_created(entries) or annotations.get(CREATED)
+    if not text and config is not None:
+        info = graph.config_info(config)
         if info is not None:
             text = info.created
     moment = parse_time(text) if text else None

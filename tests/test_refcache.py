@@ -659,10 +659,9 @@ def test_chunks_are_merged_and_records_of_deleted_images_dropped(tmp_path) -> No
 # -- the fork --------------------------------------------------------------------------------------
 
 
-def test_records_learnt_by_the_forked_child_are_written_by_the_parent(generate_module, tmp_path, monkeypatch) -> None:
-    root = _bench(generate_module, tmp_path / "lay", images=60, seed=4)
-    monkeypatch.setattr(graph_module, "PARALLEL_MIN_ROOTS", 2)
-    forks = []
+def _count_forks(monkeypatch) -> list[int]:
+    """The pids of the children os.fork makes from now on."""
+    forks: list[int] = []
     real_fork = os.fork
 
     def counting_fork() -> int:
@@ -672,6 +671,13 @@ def test_records_learnt_by_the_forked_child_are_written_by_the_parent(generate_m
         return pid
 
     monkeypatch.setattr(os, "fork", counting_fork)
+    return forks
+
+
+def test_records_learnt_by_the_forked_child_are_written_by_the_parent(generate_module, tmp_path, monkeypatch) -> None:
+    root = _bench(generate_module, tmp_path / "lay", images=60, seed=4)
+    monkeypatch.setattr(graph_module, "PARALLEL_MIN_ROOTS", 2)
+    forks = _count_forks(monkeypatch)
     store = LayoutStore(root)
     roots = [e.descriptor for e in store.read_index().entries]
     cold = live_set(Graph(store), roots)
@@ -690,16 +696,7 @@ def test_a_warm_live_set_forks_only_when_big(generate_module, tmp_path, monkeypa
     roots as a cold walk needs; the answer is the same either way."""
     root = _bench(generate_module, tmp_path / "lay", images=30, seed=4)
     monkeypatch.setattr(graph_module, "PARALLEL_MIN_ROOTS", 2)
-    forks = []
-    real_fork = os.fork
-
-    def counting_fork() -> int:
-        pid = real_fork()
-        if pid:
-            forks.append(pid)
-        return pid
-
-    monkeypatch.setattr(os, "fork", counting_fork)
+    forks = _count_forks(monkeypatch)
     roots = [e.descriptor for e in LayoutStore(root).read_index().entries]
     cold = live_set(Graph(LayoutStore(root)), roots)
     refcache.finish()
