@@ -29,9 +29,11 @@ are merged when they pile up (dropping records whose blob is gone), and whole la
 evicted, least recently used first, past a byte or chunk cap.
 
 A layout with no records of its own (a new path: a `cp -al` copy, a pipeline's fresh layout
-built from the same images) borrows: at its first miss, the most recently used layout whose
-chunks hold that digest lends its records (checked against the lender's checksums, each still
-stat'ed here before use), and those it used are filed under the new layout when it writes.
+built from the same images) borrows: before its first lookup (`Graph.prepare`), the layout
+whose sampled manifest keys (`marks`: one key in sixteen, by digest) share most of its entries'
+digests lends its records (checked against the lender's checksums, each still stat'ed here
+before use), and those it used are filed under the new layout when it writes. A mark is only
+a hint: a forged one can choose a lender, never make a record believed.
 
 Connections never outlive a call (load or flush), so none crosses a fork; a forked live-set
 child never writes: the records it learns travel back to the parent with its live set.
