@@ -310,19 +310,26 @@ def _walk_images(
     certain: list[bool] = []
     times: list[str | None] = []
     for head, entries in zip(heads, groups):
+        recorded = graph.recorded_image(head)
+        if recorded is not None:  # what the walk would find, from the cache record: no walk, no dict per image
+            mine = []
+            for blob, size in zip((head.digest, *recorded.leaves), (head.size, *recorded.sizes)):
+                i = ids.get(blob)
+                if i is None:
+                    i = ids[blob] = len(declared)
+                    declared.append(size)
+                elif declared[i] < 0:
+                    declared[i] = size
+                mine.append(i)
+            # A blob listed twice (a config that is also a layer) counts once.
+            reach.append(tuple(mine) if len(set(mine)) == len(mine) else tuple(dict.fromkeys(mine)))
+            certain.append(True)
+            times.append(_created(entries, recorded.annotations, recorded.config, graph) if created else None)
+            continue
         sizes: dict[str, int] = {}  # every blob the image reaches, with its declared size
         node = graph.node(head) if created else None  # read once: the walk below reuses it
-        recorded = graph.recorded_image(head)
-        if recorded is not None:  # what the walk below would find, from the cache record
-            sizes[head.digest] = head.size
-            for leaf, size in zip(recorded.leaves, recorded.sizes):
-                if sizes.get(leaf, -1) < 0:
-                    sizes[leaf] = size
-            sure = True
-            when = _created(entries, recorded.annotations, recorded.config, graph) if created else None
-        else:
-            sure = live_set(graph, [head], allow_sparse=allow_sparse, sizes=sizes).certain
-            when = _created(entries, node.annotations, node.config, graph) if node is not None else None
+        sure = live_set(graph, [head], allow_sparse=allow_sparse, sizes=sizes).certain
+        when = _created(entries, node.annotations, node.config, graph) if node is not None else None
         mine = []
         for blob, size in sizes.items():
             i = ids.get(blob)

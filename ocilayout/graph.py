@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import threading
 from dataclasses import dataclass, field
@@ -375,16 +376,42 @@ class Graph:
         blob there with the recorded size: what a walk of it would yield, without the walk
         or a Descriptor per child (ls and du on a warm cache). None: walk it."""
         facts = self._facts
-        if facts is None or facts.get("M" + descriptor.digest) is None:
+        if facts is None:
+            return None
+        if self._hint is not None:
+            self._first_lookup()
+        digest = descriptor.digest
+        rest = facts.get("M" + digest)
+        if rest is None:
             return None  # not recorded: the walk reads it (once)
+        if digest in self._nodes or descriptor.media_type not in _IMAGE_MANIFEST_TYPES:
+            return self._recorded_node_image(descriptor)
+        # The hot path of a warm ls or du: what `_recorded` and `node` would decide, without a Node.
+        parts = rest.split("\t", 3)
+        if len(parts) != 4 or parts[1] != _IMAGE_KIND_TEXT or parts[2] == refcache.NOT_LEAFY:
+            return None
+        size_text, _, leaf_text, body = parts
+        if not size_text.isdigit() or len(size_text) > 18 or _LEAF_TEXT.fullmatch(leaf_text) is None:
+            return None
+        if self.store.blob_size(digest) != int(size_text):
+            return None  # absent, not a regular file, truncated, replaced: the walk decides
+        leaves = tuple(leaf_text.split(",")) if leaf_text else ()
+        if not self._nodes.keys().isdisjoint(leaves):  # a leaf also known as a node: the walk decides
+            return None
+        return self._image_from(leaves, refcache.decode_leafy(body, leaves, checked=True))
+
+    def _recorded_node_image(self, descriptor: Descriptor) -> RecordedImage | None:
         node = self.node(descriptor, keep=False)
         lazy = node._lazy
         leaves = node.leaves
         if lazy is None or leaves is None or node.kind is not Kind.IMAGE or node.state is not NodeState.PARSED:
             return None
-        if not self._nodes.keys().isdisjoint(leaves):  # a leaf also known as a node: the walk decides
+        if not self._nodes.keys().isdisjoint(leaves):
             return None
-        fields = refcache.decode_leafy(lazy[0], leaves)
+        return self._image_from(leaves, refcache.decode_leafy(lazy[0], leaves))
+
+    @staticmethod
+    def _image_from(leaves: tuple[str, ...], fields: refcache.LeafyFields | None) -> RecordedImage | None:
         if fields is None:
             return None
         media_types, sizes, config_at, annotations, artifact_type = fields
@@ -886,6 +913,8 @@ def _walk_into(
 
 _IMAGE_MANIFEST_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
 _IMAGE_KIND_TEXT = str(refcache.KIND_IMAGE)
+# A leafy record's leaf list, every digest checked at once (they name files: never a path).
+_LEAF_TEXT = re.compile(r"(?:(?:sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})(?:,(?=.)|$))*")
 
 
 def _take_recorded_images(graph: Graph, roots: Iterable[Descriptor], seen: set[str]) -> list[Descriptor]:

@@ -957,6 +957,39 @@ def test_the_warm_du_fast_path_agrees_with_the_walk(generate_module, tmp_path, m
     assert warm.totals == cold.totals and warm.warnings == cold.warnings
 
 
+@pytest.mark.parametrize("leaves", ["{a},{b},sha256:../../../../etc/passwd", "{a},{b},{c},", ",{a},{b},{c}",
+                                    "{a},,{c}", "{A},{b},{c}", "{a}x,{b},{c}", "{a}"])
+def test_a_forged_leaf_list_never_reaches_ls_or_du(tmp_path, leaves) -> None:
+    """A checksummed record whose leaf list is no list of digests, or not the body's children:
+    the warm ls and du fast path (`Graph.recorded_image`) refuses it and the walk reads the
+    manifest, so both answer as a cold run."""
+    root = tmp_path / "lay"
+    a, _ = _two_images(root)
+    cold_rows, cold_du = Layout.open(root, cache=False).list().rows, Layout.open(root, cache=False).du()
+    _warm(root)
+    refcache.finish()
+    manifest = json.loads((root / "blobs" / "sha256" / a["digest"][7:]).read_text())
+    real = [manifest["config"]["digest"], *(layer["digest"] for layer in manifest["layers"])]
+    text = leaves.format(a=real[0], b=real[1], c=real[2], A=real[0].upper())
+
+    def edit(layout: str, kind: str, data: bytes):
+        if kind != "M":
+            return data, None
+        records = _chunk_records(data)
+        size, content_kind, _, body = records["M" + a["digest"]].split("\t")
+        records["M" + a["digest"]] = "\t".join([size, content_kind, text, body])
+        forged = _chunk_data(records)
+        return forged, refcache._checksum(layout, kind, forged)
+
+    _rewrite_chunks(edit)
+    store = LayoutStore(root)
+    entry = next(e for e in store.read_index().entries if e.name == "a")
+    assert Graph(store).recorded_image(entry.descriptor) is None
+    assert Layout.open(root).list().rows == cold_rows
+    warm_du = Layout.open(root).du()
+    assert warm_du.images == cold_du.images and warm_du.totals == cold_du.totals
+
+
 # -- cold and warm agree ---------------------------------------------------------------------------
 
 TYPES = [OCI_MANIFEST, OCI_INDEX, None, "application/x-unknown", OCI_LAYER, OCI_CONFIG,
