@@ -191,9 +191,9 @@ class RecordedImage(NamedTuple):
     artifact_type: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class ConfigInfo:
-    """The few image-config fields that listing and filters use."""
+class ConfigInfo(NamedTuple):
+    """The few image-config fields that listing and filters use (a tuple: a warm ls or du
+    makes one per image, and a frozen dataclass costs several times as much to build)."""
 
     created: str | None
     os: str | None
@@ -794,7 +794,7 @@ class Graph:
             if rest is not None:
                 record = refcache.decode_config(rest)
                 if record is not None and self.store.blob_size(digest) == record[0]:
-                    return ConfigInfo(*record[1:])
+                    return ConfigInfo._make(record[1:])
         try:
             data = self.store.read_blob(digest, MAX_DOCUMENT_BYTES)
             document = loads_strict(data, f"blob {digest}")

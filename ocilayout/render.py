@@ -535,8 +535,8 @@ def print_du(report: DuReport, output_format: str, quiet: bool) -> None:
         return
     print_warnings(report.warnings, quiet)
     if quiet:
-        for image in report.images:
-            click.echo(image.digest)
+        if report.images:
+            click.echo("\n".join(image.digest for image in report.images))
         return
     rows = [
         [
