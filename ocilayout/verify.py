@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .descriptor import Descriptor, parse_descriptor
-from .digest import Digest, parse_digest
+from .digest import ALGORITHMS, Digest, parse_digest
 from .errors import CorruptLayoutError, OcilayoutError
 from .graph import MAX_DEPTH, Graph, NodeState, Visit
 from .indexfile import loads_strict
@@ -225,6 +225,8 @@ MISSING, BROKEN, FOUND = 0, 1, 2
 _Outcome = tuple[Any, ...]
 
 _OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+# The constructors themselves: `hashlib.new(name)` looks the name up on every call.
+_HASHES: dict[str, Callable[..., Any]] = {name: getattr(hashlib, name) for name in ALGORITHMS}
 _SMALL = 256 * 1024  # read whole in one call; bigger blobs stream through the buffer
 _PER_BLOB = 16 * 1024  # the cost of one blob's open, read and bookkeeping, in bytes hashed
 
@@ -288,10 +290,9 @@ class _Checker:
         self.stop = threading.Event()
         self._dirs: dict[str, list[str] | None] = {}
 
-    def _directories(self, digest: Digest) -> list[str] | None:
+    def _directories(self, algorithm: str, digest: Digest) -> list[str] | None:
         """Where `locate` looks for blobs of this algorithm, as text; None when one of them
         is unusual (then every blob takes the long way)."""
-        algorithm = digest.algorithm
         if algorithm not in self._dirs:
             try:
                 paths = self.store.candidate_paths(digest)
@@ -303,10 +304,10 @@ class _Checker:
         return self._dirs[algorithm]
 
     def check(self, digest: Digest, kind: str | None, unreadable: bool) -> _Outcome:
-        directories = self._directories(digest)
+        algorithm, _, encoded = digest.partition(":")  # once per blob: half a million at 100,000 images
+        directories = self._directories(algorithm, digest)
         if directories is None:
             return self._long_way(digest, kind, unreadable)
-        encoded = digest.encoded
         for directory in directories:
             path = f"{directory}/{encoded}"
             try:
@@ -319,17 +320,19 @@ class _Checker:
                 st = os.fstat(fd)
                 if not stat.S_ISREG(st.st_mode):
                     return self._long_way(digest, kind, unreadable)
-                return self._hash(fd, path, st.st_size, digest, kind, unreadable)
+                return self._hash(fd, path, st.st_size, algorithm, encoded, kind, unreadable)
             finally:
                 os.close(fd)
         return (MISSING,)
 
-    def _hash(self, fd: int, path: str, size: int, digest: Digest, kind: str | None, unreadable: bool) -> _Outcome:
+    def _hash(
+        self, fd: int, path: str, size: int, algorithm: str, encoded: str, kind: str | None, unreadable: bool
+    ) -> _Outcome:
         keep = kind is not None and size <= MAX_DOCUMENT_BYTES
         try:
             if size <= _SMALL:
                 data = os.read(fd, size + 1)  # the whole file and, in the same call, its end
-                hasher = hashlib.new(digest.algorithm, data)
+                hasher = _HASHES[algorithm](data)
                 document: bytes | bytearray | None = data if keep else None
                 if len(data) > size:  # it grew since the fstat: read on to its end, as the long way does
                     rest = self._stream(fd, hasher, bytearray(data) if keep else None)
@@ -337,7 +340,7 @@ class _Checker:
                 else:
                     self.meter.add(len(data))
             else:
-                hasher = hashlib.new(digest.algorithm)
+                hasher = _HASHES[algorithm]()
                 document = self._stream(fd, hasher, bytearray() if keep else None)
         except OSError as exc:
             return (FOUND, path, size, f"cannot read: {exc.strerror or exc}", None, [])
@@ -345,7 +348,7 @@ class _Checker:
         problems = []
         if document is not None and kind is not None and not unreadable:
             problems = _validate_document(bytes(document), kind)
-        return (FOUND, path, size, None, None if hexdigest == digest.encoded else hexdigest, problems)
+        return (FOUND, path, size, None, None if hexdigest == encoded else hexdigest, problems)
 
     def _stream(self, fd: int, hasher: Any, document: bytearray | None) -> bytearray | None:
         buffer, view = self.buffer, memoryview(self.buffer)
