@@ -180,8 +180,10 @@ class LayoutStore:
         return data
 
     def blob_size(self, digest: Digest) -> int | None:
-        """The size of the file `read_blob` would read for `digest` (one stat, no open), or None
-        when there is none or it is not a plain regular file (then `read_blob` says why)."""
+        """The size of the file `read_blob` would read for `digest` (a stat and an access check,
+        no open), or None when there is none, it is not a plain regular file or this process
+        may not read it (then `read_blob` says why). A reference-cache record is believed only
+        after this: a blob the cold walk cannot read must stay unreadable, hence doubt."""
         algorithm, _, encoded = digest.partition(":")
         directories = self._alg_dirs.get(algorithm)
         if directories is None:
@@ -196,7 +198,9 @@ class LayoutStore:
                 continue
             except OSError:
                 return None
-            return st.st_size if stat.S_ISREG(st.st_mode) else None
+            if not stat.S_ISREG(st.st_mode) or not _readable(f"{directory}/{encoded}"):
+                return None
+            return st.st_size
         return None
 
     def _open_blob_fd(self, digest: Digest) -> int:
@@ -439,6 +443,18 @@ def open_store(path: Path, shared_blobs: Path | None = None) -> LayoutStore:
     if shared_blobs is not None and not shared_blobs.is_dir():
         raise NotFoundError(f"{shared_blobs}: no such shared blob directory")
     return LayoutStore(path, shared_blobs)
+
+
+def _readable(path: str) -> bool:
+    """Whether this process may open `path` for reading: the kernel's own check (modes, ACLs,
+    security modules) with the effective ids, as `open` would use them."""
+    try:
+        return os.access(path, os.R_OK, effective_ids=_EFFECTIVE_ACCESS)
+    except OSError:
+        return False
+
+
+_EFFECTIVE_ACCESS = os.access in os.supports_effective_ids
 
 
 def _open_regular(path: Path) -> BinaryIO:

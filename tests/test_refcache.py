@@ -990,6 +990,57 @@ def test_a_forged_leaf_list_never_reaches_ls_or_du(tmp_path, leaves) -> None:
     assert warm_du.images == cold_du.images and warm_du.totals == cold_du.totals
 
 
+_NO_OVERRIDE = ["setpriv", "--bounding-set=-dac_override,-dac_read_search",
+                "--inh-caps=-dac_override,-dac_read_search"]
+
+
+def _run_bound_by_file_modes():
+    """A CLI runner for which a chmod 000 file is unreadable: as is when not root, else root
+    without the capabilities that override file modes (util-linux `setpriv`). Skips when
+    neither can be had."""
+    if os.geteuid() != 0:
+        return run_cli_process
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root and util-linux setpriv is missing: cannot drop CAP_DAC_OVERRIDE")
+    probe = subprocess.run([*_NO_OVERRIDE, "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"running as root and setpriv cannot drop CAP_DAC_OVERRIDE: {probe.stderr.strip()!r}")
+
+    def run(*args):
+        return subprocess.run([*_NO_OVERRIDE, *cli_command(*args)], capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    return run
+
+
+@pytest.mark.parametrize("which", ["survivor-manifest", "config"])
+def test_a_blob_this_process_may_not_read_is_not_believed_from_its_record(which, tmp_path) -> None:
+    """A manifest or config that is there with its recorded size but that this process may not
+    read (chmod 000) is unreadable, warm as cold: rm and gc keep every blob (doubt), ls and
+    prune answer as without the cache (prune keeps the image it cannot date)."""
+    root = tmp_path / "lay"
+    a, b = _two_images(root)
+    run = _run_bound_by_file_modes()
+    assert run("ls", root).returncode == 0  # fills the cache: both manifests and configs
+    assert any(k.startswith("C") for k in _records()), "the configs were recorded"
+    if which == "survivor-manifest":
+        target = b["digest"]
+    else:
+        target = json.loads((root / "blobs" / "sha256" / a["digest"][7:]).read_text())["config"]["digest"]
+    (root / "blobs" / "sha256" / target[7:]).chmod(0)
+    for command in (["ls", "--format", "json", root], ["rm", "--dry-run", "--format", "json", root, "a"],
+                    ["gc", "--dry-run", "--grace", "0", "--format", "json", root],
+                    ["prune", "--dry-run", "--keep-last", "0", "--format", "json", root]):
+        warm = run(*command)
+        cold = run("--no-cache", *command)
+        assert (warm.returncode, warm.stdout) == (cold.returncode, cold.stdout), command
+    if which == "survivor-manifest":
+        removal = json.loads(run("rm", "--dry-run", "--format", "json", root, "a").stdout)
+        assert removal["blobs_deleted"] == 0 and removal["warnings"], "doubt: nothing goes"
+    else:
+        pruned = json.loads(run("prune", "--dry-run", "--keep-last", "0", "--format", "json", root).stdout)
+        assert "a" in json.dumps(pruned["undated"]), pruned
+
+
 # -- cold and warm agree ---------------------------------------------------------------------------
 
 TYPES = [OCI_MANIFEST, OCI_INDEX, None, "application/x-unknown", OCI_LAYER, OCI_CONFIG,
