@@ -448,6 +448,14 @@ class Graph:
             self._nodes[digest] = node
         return node
 
+    def forget(self, digest: Digest) -> None:
+        """Drop a parsed manifest that `node` kept, as `keep=False` would not have kept it: later
+        walks then take a leaf-typed reference to its digest by its media type again, whatever
+        was read before (du's per-image walks must not depend on their order)."""
+        node = self._nodes.get(digest)
+        if node is not None and node.state is NodeState.PARSED and node.has_children:
+            del self._nodes[digest]
+
     def adopt(self, digest: Digest, data: bytes) -> Node:
         """Learn a document about to be written (a trimmed index) before its blob exists, so a
         live set over the new `index.json` can be decided before anything is written."""
