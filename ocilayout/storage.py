@@ -468,7 +468,8 @@ def _open_regular_fd(path: Path | str) -> int:
 
 class Prefetch:
     """See `LayoutStore.prefetch`. Joined on exit: no thread outlives the walk (a fork after
-    it must find this process single-threaded)."""
+    it must find this process single-threaded). No thread at all when a sample of the blobs
+    is in the page cache already."""
 
     MIN_BLOBS = 256  # fewer: the thread costs more than the reads it would overlap
 
@@ -478,8 +479,10 @@ class Prefetch:
         self.thread: Any = None
         self.stop = False
 
+    SAMPLES = 8  # blobs looked at to tell whether the page cache already holds them
+
     def __enter__(self) -> Prefetch:
-        if len(self.digests) >= self.MIN_BLOBS and hasattr(os, "posix_fadvise"):
+        if len(self.digests) >= self.MIN_BLOBS and hasattr(os, "posix_fadvise") and not self._cached():
             import threading
 
             self.thread = threading.Thread(target=self._run, name="ocilayout-prefetch", daemon=True)
@@ -491,6 +494,37 @@ class Prefetch:
             self.stop = True
             self.thread.join()
             self.thread = None
+
+    def _cached(self) -> bool:
+        """Whether a few blobs spread over the list are all in the page cache already (a read
+        with RWF_NOWAIT fails rather than wait for the disk): then the thread would only cost
+        (its system calls contend with the walk for the interpreter). False when unsure."""
+        flag = getattr(os, "RWF_NOWAIT", None)
+        if flag is None or not hasattr(os, "preadv"):
+            return False
+        step = max(1, len(self.digests) // self.SAMPLES)
+        looked = 0
+        byte = bytearray(1)
+        for digest in self.digests[::step][: self.SAMPLES]:
+            algorithm, _, encoded = digest.partition(":")
+            try:
+                directories = self.store._checked_alg_dirs(Digest(digest))
+            except Exception:
+                return False
+            for directory in directories:
+                try:
+                    fd, _ = _open_regular_fd_size(f"{directory}/{encoded}")
+                except (OSError, CorruptLayoutError):
+                    continue
+                try:
+                    os.preadv(fd, [byte], 0, flag)
+                except OSError:  # EAGAIN: on disk only; anything else: unsure
+                    return False
+                finally:
+                    os.close(fd)
+                looked += 1
+                break
+        return looked > 0
 
     def _run(self) -> None:
         directories: dict[str, list[str]] = {}

@@ -16,7 +16,7 @@ import pytest
 
 from ocilayout.digest import Digest, parse_digest
 from ocilayout.errors import CorruptLayoutError, NotFoundError
-from ocilayout.storage import LayoutStore
+from ocilayout.storage import LayoutStore, Prefetch
 
 ROOT = Path("/layout")
 SHARED = Path("/shared-blobs")
@@ -400,6 +400,7 @@ def test_prefetch_advises_each_regular_blob_and_never_blocks_or_follows(tmp_path
         real_fadvise(fd, offset, length, advice)
 
     monkeypatch.setattr(os, "posix_fadvise", fadvise)
+    monkeypatch.setattr(Prefetch, "_cached", lambda self: False)  # the files were just written
     before = threading.active_count()
     with store.prefetch(odd + digests) as ahead:
         assert ahead.thread is not None
@@ -409,6 +410,44 @@ def test_prefetch_advises_each_regular_blob_and_never_blocks_or_follows(tmp_path
     expected = {os.stat(blobs / d.split(":")[1]).st_ino for d in digests}
     assert sorted(advised) == sorted(expected), "each regular blob once, nothing else"
     assert os.stat(tmp_path / "outside").st_ino not in advised
+
+
+def _evict(paths: list[Path], probe: Path) -> bool:
+    """Drop the files from the page cache; False when that cannot be done here (tmpfs). Only
+    `probe` is read back to tell (a missed RWF_NOWAIT read may start reading ahead)."""
+    os.sync()
+    for path in [*paths, probe]:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+    fd = os.open(probe, os.O_RDONLY)
+    try:
+        os.preadv(fd, [bytearray(1)], 0, os.RWF_NOWAIT)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+@pytest.mark.skipif(not hasattr(os, "RWF_NOWAIT"), reason="no preadv2 RWF_NOWAIT on this platform")
+def test_prefetch_reads_ahead_only_what_the_page_cache_lacks(tmp_path) -> None:
+    """Blobs already in memory: no thread (it would only contend with the walk); the same blobs
+    evicted: the thread starts."""
+    store, digests = _real_layout(tmp_path / "lay", 300)
+    paths = [tmp_path / "lay" / "blobs" / "sha256" / d.split(":")[1] for d in digests]
+    for path in paths:
+        path.read_bytes()
+    with store.prefetch(digests) as ahead:
+        assert ahead.thread is None, "all in the page cache"
+    probe = tmp_path / "probe"
+    probe.write_bytes(b"probe")
+    if not _evict(paths, probe):
+        pytest.skip("the page cache of this file system cannot be dropped (tmpfs?)")
+    with store.prefetch(digests) as ahead:
+        assert ahead.thread is not None, "on disk only: read ahead"
 
 
 def test_prefetch_of_a_few_blobs_starts_no_thread(tmp_path) -> None:
@@ -423,7 +462,6 @@ def test_a_cold_live_set_reads_ahead_and_leaves_no_thread(tmp_path, monkeypatch)
     from ocilayout import graph as graph_module
     from ocilayout.descriptor import Descriptor
     from ocilayout.graph import Graph, live_set
-    from ocilayout.storage import Prefetch
 
     store, digests = _real_layout(tmp_path / "lay", 300)
     roots = [Descriptor("application/vnd.oci.image.manifest.v1+json", Digest(d), 7) for d in digests]
@@ -436,6 +474,7 @@ def test_a_cold_live_set_reads_ahead_and_leaves_no_thread(tmp_path, monkeypatch)
         return out
 
     monkeypatch.setattr(Prefetch, "__enter__", enter)
+    monkeypatch.setattr(Prefetch, "_cached", lambda self: False)  # the files were just written
     monkeypatch.setattr(graph_module, "PARALLEL_MIN_ROOTS", 10**9)
     with_ahead = live_set(Graph(store, cache=False), roots)
     assert started == [300]
