@@ -162,10 +162,15 @@ def usage(
             freed, removed = took
             if not doubtful or not doubtful - {digests[k] for k in removed}:
                 exclusive = sum(sizes[i] for i in freed if owned[i])
+        entries = groups[digest]
         report.images.append(
             ImageUsage(
                 digest=str(digest),
-                names=sorted({e.name for e in groups[digest] if e.name is not None}),
+                names=(
+                    ([] if entries[0].name is None else [entries[0].name])
+                    if len(entries) == 1
+                    else sorted({e.name for e in entries if e.name is not None})
+                ),
                 size=sum(map(sizes.__getitem__, image)),
                 exclusive=exclusive,
                 shared=sum(map(shared_sizes.__getitem__, image)),
@@ -386,6 +391,7 @@ def _merge(first: _Walked, second: _Walked) -> _Walked:
 
 
 _HEX = "0123456789abcdef"
+_HEX_BYTES = _HEX.encode()
 
 
 def _local_names(store: LayoutStore) -> set[str]:
@@ -403,14 +409,17 @@ def _local_names(store: LayoutStore) -> set[str]:
             continue
         prefix = algorithm + ":"
         try:
-            with os.scandir(directory) as entries:  # only blobs (lowercase hex of the length): others are strays
-                found.update(
-                    prefix + e.name
-                    for e in entries
-                    if len(e.name) == length and not e.name.strip(_HEX) and e.is_file(follow_symlinks=False)
-                )
+            with os.scandir(directory) as entries:
+                names = [e.name for e in entries if e.is_file(follow_symlinks=False)]
         except OSError:
             continue
+        # Only blobs (lowercase hex of the length) count; others are strays. Checked at once
+        # for the usual directory of nothing but blobs, name by name otherwise.
+        joined = "".join(names)
+        if set(map(len, names)) <= {length} and joined.isascii() and not joined.encode().translate(None, _HEX_BYTES):
+            found.update(map(prefix.__add__, names))
+        else:
+            found.update(prefix + name for name in names if len(name) == length and not name.strip(_HEX))
     return found
 
 

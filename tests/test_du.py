@@ -4,6 +4,7 @@ alone frees (issue 11), checked against the real `rm` on random layouts."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import replace
 import tempfile
@@ -93,6 +94,28 @@ def test_totals_split_unreachable_by_grace(fixture_layout) -> None:
     assert report.totals.unreachable == gc.bytes_freed and report.totals.unreachable_blobs == gc.blobs_removed
     young = Layout.open(root).du(grace="3650d")
     assert young.totals.unreachable == 0 and young.totals.unreachable_young == report.totals.unreachable
+
+
+@pytest.mark.parametrize("stray", ["upper", "short", "long", "non-ascii", "temp", "directory", "symlink", "none"])
+def test_only_blob_files_count_on_disk(fixture_layout, stray) -> None:
+    """Totals count the regular files of blobs/<alg>/ named as digests of that algorithm; a
+    stray of any other name or kind is neither a blob nor bytes on disk (gc reports strays)."""
+    root = fixture_layout("orphans")
+    blobs = root / "blobs" / "sha256"
+    files = [p for p in blobs.iterdir() if p.is_file() and re.fullmatch("[0-9a-f]{64}", p.name)]
+    assert len(files) < len(list(blobs.iterdir())), "the fixture holds a stray already"
+    before = Layout.open(root).du(grace=0).totals
+    assert before.blobs == len(files) and before.on_disk == sum(p.stat().st_size for p in files)
+    name = {"upper": "AB" * 32, "short": "ab" * 31, "long": "ab" * 33, "non-ascii": "\u00e9" * 64,
+            "temp": ".ocilayout-tmp-1234", "directory": "cd" * 32, "symlink": "ef" * 32, "none": None}[stray]
+    if stray == "directory":
+        (blobs / name).mkdir()
+    elif stray == "symlink":
+        (blobs / name).symlink_to(files[0])
+    elif name is not None:
+        (blobs / name).write_bytes(b"stray bytes")
+    after = Layout.open(root).du(grace=0).totals
+    assert (after.blobs, after.on_disk, after.unreachable) == (before.blobs, before.on_disk, before.unreachable)
 
 
 def test_doubt_makes_exclusive_zero(fixture_layout) -> None:
