@@ -159,6 +159,16 @@ class Node:
             self._unpack()
         return self._artifact_type
 
+    def leaf_sizes(self) -> list[int]:
+        """The declared sizes of the children named by `leaves`, in order (from a cache record
+        without a Descriptor per child when it decodes so)."""
+        lazy = self._lazy
+        if lazy is not None and self.leaves is not None:
+            fields = refcache.decode_leafy(lazy[0], self.leaves)
+            if fields is not None:
+                return fields[1]
+        return [child.size for child in self.children]
+
     def _unpack(self) -> None:
         assert self._lazy is not None
         body, graph, promised, size = self._lazy
@@ -702,7 +712,12 @@ class Graph:
     # -- many blobs: the one walk ---------------------------------------------------
 
     def walk(
-        self, roots: Iterable[Descriptor], *, keep: bool = True, leaf_sink: set[str] | None = None
+        self,
+        roots: Iterable[Descriptor],
+        *,
+        keep: bool = True,
+        leaf_sink: set[str] | None = None,
+        size_sink: dict[str, int] | None = None,
     ) -> Iterator[Step]:
         """Every reference reachable from `roots` through strong edges, depth first, pre-order.
 
@@ -714,7 +729,9 @@ class Graph:
 
         `leaf_sink` (the live set's digests): the children of an entered node that are all
         leaf-typed and not known as nodes are added to it instead of being yielded as LEAF
-        steps — exactly the digests those steps would carry, right after the node's ENTER.
+        steps — exactly the digests those steps would carry, right after the node's ENTER;
+        `size_sink` then receives their declared sizes as those steps would give them (the
+        first that is not -1), for `du`.
         """
         entered: set[Digest] = set()
         on_path: set[Digest] = set()
@@ -758,6 +775,10 @@ class Graph:
                 entered.add(digest)
                 yield (descriptor, parent, depth, ENTER, node)
                 leaf_sink.update(leaves)
+                if size_sink is not None:
+                    for leaf, size in zip(leaves, node.leaf_sizes()):
+                        if size_sink.get(leaf, -1) < 0:
+                            size_sink[leaf] = size
                 continue
             if depth >= self.max_depth and node.has_children:
                 message = f"nesting deeper than {self.max_depth} levels at {digest}; not followed further"
@@ -887,7 +908,7 @@ def _walk_into(
     doubt = result.doubt
     missing_seen: set[str] = set()
     LEAF, AGAIN, PARSED = Visit.LEAF, Visit.AGAIN, NodeState.PARSED
-    for descriptor, _, depth, visit, node in graph.walk(roots, keep=keep, leaf_sink=seen if sizes is None else None):
+    for descriptor, _, depth, visit, node in graph.walk(roots, keep=keep, leaf_sink=seen, size_sink=sizes):
         digest = descriptor.digest
         seen.add(digest)
         if sizes is not None and sizes.get(digest, -1) < 0:
