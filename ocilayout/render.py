@@ -25,10 +25,20 @@ if TYPE_CHECKING:
     from .verify import VerifyReport
 
 
+_PLAIN_TYPES = frozenset({str, int, float, bool, type(None)})
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def to_jsonable(value: Any) -> Any:
     """Dataclasses, enums and paths as plain JSON values."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    kind = type(value)
+    if kind in _PLAIN_TYPES:  # most values of a big report: no further question
+        return value
+    names = _FIELD_NAMES.get(kind)
+    if names is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names = _FIELD_NAMES[kind] = tuple(f.name for f in dataclasses.fields(value))
+    if names is not None:
+        return {name: to_jsonable(getattr(value, name)) for name in names}
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, Path):
@@ -504,7 +514,7 @@ def print_prune(report: PruneReport, output_format: str, quiet: bool) -> None:
     if output_format == "json":
         document = to_jsonable(report)
         document["bytes_freed"] = report.bytes_freed
-        click.echo(dumps(_with_error(document, report.removal)))
+        click.echo(plain_dumps(_with_error(document, report.removal)))
         return
     print_warnings(report.warnings, quiet)
     if not quiet:
