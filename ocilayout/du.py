@@ -154,9 +154,7 @@ def usage(
         exclusive = 0
         took = cascade.freed_by(digest) if cascade is not None else None
         if took is None:  # nothing goes along: what only this image reaches
-            # ...unless another image reaches its manifest (as an index's child, or listed as a
-            # layer, which `rm` walks into once it has read the removed manifest): then it all stays.
-            if (not doubtful or doubtful == {digest}) and count[image[0]] == 1:  # doubt: rm frees nothing
+            if not doubtful or doubtful == {digest}:  # rm frees nothing while a survivor is in doubt
                 exclusive = sum(map(solo_sizes.__getitem__, image))
         else:
             freed, removed = took
@@ -221,7 +219,6 @@ class _Cascade:
     ) -> None:
         self.reach, self.count = reach, count
         self.position = {d: k for k, d in enumerate(digests)}
-        self.head_image = {image[0]: k for k, image in enumerate(reach)}  # an image's own manifest → the image
         self.referrers_of: dict[int, list[int]] = {}  # subject blob → dangling referrer images
         blob_of = {b: i for i, b in enumerate(blobs)}
         children: dict[int, int] = {}  # blob of a subject-less dangling image → that image
@@ -262,9 +259,7 @@ class _Cascade:
         if not self.referrers_of and not self.children_of:
             return None
         count, reach, child_blob, image_of_child = self.count, self.reach, self.child_blob, self.image_of_child
-        head_image = self.head_image
         removed: set[int] = set()
-        opened: set[int] = set()  # removed, and its own manifest freed: what it reaches counts as gone
         gone: set[int] = set()  # removed, or held by something removed: no longer shields a child
         orphans: set[int] = set()  # children held by something removed
         within: dict[int, int] = {}  # blob → removed images reaching it
@@ -279,32 +274,6 @@ class _Cascade:
                     gone_users[blob] = gone_users.get(blob, 0) + 1
                     work.append((False, image_of_child[blob]))
 
-        def release(blob: int) -> None:
-            n = within.get(blob, 0) + 1
-            within[blob] = n
-            if n == count[blob]:
-                freed.append(blob)
-                work.extend((True, referrer) for referrer in self.referrers_of.get(blob, ()))
-                owner = head_image.get(blob)
-                if owner is not None and owner in removed:
-                    open_(owner)
-
-        def open_(image: int) -> None:
-            # `rm` walks into a removed manifest that a survivor still lists (even as a layer):
-            # what the image reaches is released only once nothing left reaches the manifest.
-            if image in opened:
-                return
-            opened.add(image)
-            for blob in reach[image][1:]:
-                release(blob)
-            if image not in gone:
-                leave(image)
-            for child in self.children_of.get(image, ()):
-                if child not in gone:
-                    orphans.add(child)
-                    leave(child)
-                work.append((False, child))
-
         while work:
             remove, image = work.pop()
             if not remove:  # a check: an orphan goes once only gone images reach it
@@ -315,7 +284,19 @@ class _Cascade:
             if image in removed:
                 continue
             removed.add(image)
-            release(reach[image][0])  # its own manifest: opens the image once nothing else reaches it
+            for blob in reach[image]:
+                n = within.get(blob, 0) + 1
+                within[blob] = n
+                if n == count[blob]:
+                    freed.append(blob)
+                    work.extend((True, referrer) for referrer in self.referrers_of.get(blob, ()))
+            if image not in gone:
+                leave(image)
+            for child in self.children_of.get(image, ()):
+                if child not in gone:
+                    orphans.add(child)
+                    leave(child)
+                work.append((False, child))
         return freed, removed
 
 
@@ -356,7 +337,7 @@ def _walk_images(
         when = None
         if node is not None:
             when = _created(entries, node.annotations, node.config, graph)
-            graph.forget(head.digest)  # as if never kept: another image listing it as a layer stays a leaf
+            graph.forget(head.digest)  # kept only for the walk just made: 100,000 of them fill memory
         mine = []
         for blob, size in sizes.items():
             i = ids.get(blob)

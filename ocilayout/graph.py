@@ -406,8 +406,6 @@ class Graph:
         if self.store.blob_size(digest) != int(size_text):
             return None  # absent, not a regular file, truncated, replaced: the walk decides
         leaves = tuple(leaf_text.split(",")) if leaf_text else ()
-        if not self._nodes.keys().isdisjoint(leaves):  # a leaf also known as a node: the walk decides
-            return None
         return self._image_from(leaves, refcache.decode_leafy(body, leaves, checked=True))
 
     def _recorded_node_image(self, descriptor: Descriptor) -> RecordedImage | None:
@@ -415,8 +413,6 @@ class Graph:
         lazy = node._lazy
         leaves = node.leaves
         if lazy is None or leaves is None or node.kind is not Kind.IMAGE or node.state is not NodeState.PARSED:
-            return None
-        if not self._nodes.keys().isdisjoint(leaves):
             return None
         return self._image_from(leaves, refcache.decode_leafy(lazy[0], leaves))
 
@@ -728,7 +724,7 @@ class Graph:
         then carry no node.
 
         `leaf_sink` (the live set's digests): the children of an entered node that are all
-        leaf-typed and not known as nodes are added to it instead of being yielded as LEAF
+        leaf-typed are added to it instead of being yielded as LEAF
         steps — exactly the digests those steps would carry, right after the node's ENTER;
         `size_sink` then receives their declared sizes as those steps would give them (the
         first that is not -1), for `du`.
@@ -747,9 +743,11 @@ class Graph:
                 on_path.discard(parent)
                 continue
             digest = descriptor.digest
-            if descriptor.media_type in leaf_types and digest not in nodes:
-                # A leaf by media type (never opened); a later non-leaf reference may still
-                # open it, so it is not marked entered.
+            if descriptor.media_type in leaf_types:
+                # A leaf by media type (never opened, DESIGN 1), even when another reference
+                # made it known as a manifest: what a blob keeps must not depend on what was
+                # read before. A later non-leaf reference may still open it, so it is not
+                # marked entered.
                 yield (descriptor, parent, depth, LEAF, None)
                 continue
             if digest in on_path:
@@ -768,10 +766,8 @@ class Graph:
             if node is None or node.state is NodeState.NOT_READ:
                 node = self.node(descriptor, keep=keep)
             leaves = node.leaves
-            if leaves is not None and leaf_sink is not None and depth < self.max_depth and nodes.keys().isdisjoint(
-                leaves
-            ):
-                # Each child would be popped next and yielded as LEAF (leaf-typed, no node).
+            if leaves is not None and leaf_sink is not None and depth < self.max_depth:
+                # Each child would be popped next and yielded as LEAF (leaf-typed).
                 entered.add(digest)
                 yield (descriptor, parent, depth, ENTER, node)
                 leaf_sink.update(leaves)
@@ -978,12 +974,10 @@ def _take_recorded_images(graph: Graph, roots: Iterable[Descriptor], seen: set[s
                     and "." not in leaf_text
                     and blob_size(digest) == int(size_text)
                 ):
-                    leaves = leaf_text.split(",") if leaf_text else []
-                    if nodes.keys().isdisjoint(leaves):  # a leaf known as a node: the walk decides
-                        hits.add(key)
-                        seen.add(digest)
-                        seen.update(leaves)
-                        continue
+                    hits.add(key)
+                    seen.add(digest)
+                    seen.update(leaf_text.split(",") if leaf_text else ())
+                    continue
         rest_of.append(root)
     return rest_of
 

@@ -1,6 +1,5 @@
 """The `du` accounting as it was before the one-pass rewrite (commit d519b74, with the
-complete cascades of DESIGN 3.7 and the rule for a removed manifest a survivor lists as a
-layer, both as plain fixpoints over sets), kept only as the reference
+complete cascades of DESIGN 3.7 as a plain fixpoint over sets), kept only as the reference
 the new one is compared with (tests/test_du_equivalence.py): a live set per image, users per
 blob, and the exclusive bytes of each image from those sets."""
 
@@ -29,6 +28,7 @@ def old_usage(
     clock: float | None = None,
 ) -> DuReport:
     groups = index.by_digest()
+    created = _created(index, graph)
     local = _local_names(store)
     declared: dict[str, int] = {}
     reach: dict[Digest, set[str]] = {}
@@ -41,9 +41,6 @@ def old_usage(
             doubtful.add(digest)
         for blob in live.reached:
             users.setdefault(blob, []).append(digest)
-    # After the walks: a manifest read for its date must not make another image's walk enter it
-    # where that image lists it as a layer (each image's reach is its own walk, by media types).
-    created = _created(index, graph)
 
     stats: dict[str, tuple[int, float] | None] = {}
 
@@ -134,30 +131,20 @@ class _Cascade:
     def freed_by(self, digest: Digest) -> tuple[set[str], set[Digest]]:
         removed = {digest}
         while True:
-            freed, opened = _freed(removed, self.reach, self.users)
+            freed = _freed(removed, self.reach, self.users)
             new = {r for blob in freed for r in self.referrers_of.get(blob, ()) if r not in removed}
-            orphaned = {c for c, holders in self.held_by.items() if c not in removed and holders & opened}
-            gone = opened | orphaned
+            orphaned = {c for c, holders in self.held_by.items() if c not in removed and holders & removed}
+            gone = removed | orphaned
             new |= {c for c in orphaned if all(u in gone for u in self.users[c])}
             if not new:
                 return freed, removed
             removed |= new
 
 
-def _freed(
-    removed: set[Digest], reach: dict[Digest, set[str]], users: dict[str, list[Digest]]
-) -> tuple[set[str], set[Digest]]:
-    """What nothing but removed images reaches; `rm` walks into a removed manifest that a
-    survivor still lists (even as a layer), so a removed image's other blobs count as gone
-    only once its own manifest is freed ("opened"): a fixpoint."""
+def _freed(removed: set[Digest], reach: dict[Digest, set[str]], users: dict[str, list[Digest]]) -> set[str]:
     candidates: set[str] = set().union(*(reach[d] for d in removed))
-    opened: set[Digest] = set()
-    while True:
-        freed = {b for b in candidates if all(u in removed and (b == u or u in opened) for u in users[b])}
-        now = {d for d in removed if d in freed}
-        if now == opened:
-            return freed, opened
-        opened = now
+    size = len(removed)
+    return {b for b in candidates if len(users[b]) <= size and all(u in removed for u in users[b])}
 
 
 def _created(index: IndexFile, graph: Graph) -> dict[Digest, str | None]:

@@ -87,6 +87,37 @@ def test_exclusive_is_exactly_what_rm_of_the_image_frees(generate_module, spec) 
             shutil.rmtree(copy)
 
 
+@pytest.mark.parametrize("nested", [False, True])
+def test_a_manifest_listed_as_a_layer_is_a_leaf_whatever_was_read(generate_module, tmp_path, nested) -> None:
+    """Image b lists manifest A as a layer; A is an entry of its own, or only the child of the
+    index `idx`. Removing what holds A frees A's config and layers at once (a layer reference
+    is never opened, DESIGN 1), although rm has just read A: rm, a later gc, a warm rm and du's
+    exclusive all agree."""
+    root = tmp_path / "src"
+    w = generate_module.LayoutWriter(root)
+    a = w.image([b"layer of a" * 20], labels={"n": "a"})
+    b = w.image([b"layer of b" * 5, {**a, "mediaType": generate_module.OCI_LAYER}], labels={"n": "b"})
+    holder = w.index([{**a, "platform": {"os": "linux", "architecture": "amd64"}}]) if nested else a
+    w.add_entry(holder, name="held")
+    w.add_entry(b, name="b")
+    w.finish()
+    a_manifest = json.loads((root / "blobs" / "sha256" / a["digest"][7:]).read_text())
+    a_own = {a_manifest["config"]["digest"], *(layer["digest"] for layer in a_manifest["layers"])}
+    exclusive = {i.digest: i.exclusive for i in Layout.open(root, cache=False).du().images}
+    for warm in (False, True):
+        copy = tmp_path / f"copy-{warm}"
+        shutil.copytree(root, copy)
+        if warm:
+            Layout.open(copy).list()
+        before = blob_sizes(copy)
+        removal = Layout.open(copy, cache=warm).delete([holder["digest"]], force=True)
+        after = blob_sizes(copy)
+        assert a["digest"] in after, "A stays: b lists it"
+        assert not a_own & set(after), "A's config and layers go with what held A"
+        assert removal.bytes_freed == sum(before[d] for d in set(before) - set(after)) == exclusive[holder["digest"]]
+        assert Layout.open(copy, cache=False).gc(grace=0, dry_run=True).blobs_removed == 0, "nothing left for gc"
+
+
 def test_totals_split_unreachable_by_grace(fixture_layout) -> None:
     root = fixture_layout("orphans")
     report = Layout.open(root).du(grace=0)
