@@ -505,8 +505,9 @@ class Graph:
             data = self.store.read_blob(digest, MAX_DOCUMENT_BYTES)
         except NotFoundError:
             if not is_leaf_type(descriptor.media_type):
-                what = promised if promised is not Kind.UNKNOWN else "blob of unknown type"
-                message = f"missing {what} {digest} (sparse layout?)"
+                # One text per digest, whichever reference met it first (and in each process of
+                # a forked walk): the warnings then do not depend on the order of the entries.
+                message = f"missing manifest {digest} (sparse layout?)"  # an index is one too
                 if self.strict:
                     raise CorruptLayoutError(message) from None
                 self.warn(message)

@@ -118,6 +118,29 @@ def test_a_manifest_listed_as_a_layer_is_a_leaf_whatever_was_read(generate_modul
         assert Layout.open(copy, cache=False).gc(grace=0, dry_run=True).blobs_removed == 0, "nothing left for gc"
 
 
+def test_warnings_do_not_depend_on_entry_order_or_the_fork(generate_module, tmp_path, monkeypatch) -> None:
+    """A missing manifest met once as an index's child and once through an untyped-ish layer
+    reference: one warning, the same in every entry order, forked or not."""
+    from ocilayout import graph as graph_module
+
+    outcomes = set()
+    for order in ([0, 1, 2], [2, 1, 0]):
+        for fork in (False, True):
+            root = tmp_path / f"lay-{order[0]}-{fork}"
+            w = generate_module.LayoutWriter(root)
+            missing = w.image([b"never written"], labels={"n": "m"}, write=False)
+            index = w.index([{**missing, "platform": {"os": "linux", "architecture": "amd64"}}])
+            b = w.image([b"layer of b", {**missing, "mediaType": "application/octet-stream"}], labels={"n": "b"})
+            x = w.image([b"layer of x"], labels={"n": "x"})
+            for k in order:
+                w.add_entry([index, b, x][k], name=["i", "b", "x"][k])
+            w.finish()
+            monkeypatch.setattr(graph_module, "PARALLEL_MIN_ROOTS", 2 if fork else 10**9)
+            report = Layout.open(root, cache=False).du(allow_sparse=True)
+            outcomes.add(tuple(sorted(w for w in report.warnings if missing["digest"] in w)))
+    assert len(outcomes) == 1 and len(next(iter(outcomes))) == 1, outcomes
+
+
 def test_totals_split_unreachable_by_grace(fixture_layout) -> None:
     root = fixture_layout("orphans")
     report = Layout.open(root).du(grace=0)
