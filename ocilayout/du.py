@@ -17,7 +17,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from itertools import compress
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from .descriptor import Descriptor
 from .digest import Digest
@@ -317,15 +317,7 @@ def _walk_images(
     for head, entries in zip(heads, groups):
         recorded = graph.recorded_image(head)
         if recorded is not None:  # what the walk would find, from the cache record: no walk, no dict per image
-            mine = []
-            for blob, size in zip((head.digest, *recorded.leaves), (head.size, *recorded.sizes)):
-                i = ids.get(blob)
-                if i is None:
-                    i = ids[blob] = len(declared)
-                    declared.append(size)
-                elif declared[i] < 0:
-                    declared[i] = size
-                mine.append(i)
+            mine = _number(zip((head.digest, *recorded.leaves), (head.size, *recorded.sizes)), ids, declared)
             # A blob listed twice (a config that is also a layer) counts once.
             reach.append(tuple(mine) if len(set(mine)) == len(mine) else tuple(dict.fromkeys(mine)))
             certain.append(True)
@@ -338,33 +330,31 @@ def _walk_images(
         if node is not None:
             when = _created(entries, node.annotations, node.config, graph)
             graph.forget(head.digest)  # kept only for the walk just made: 100,000 of them fill memory
-        mine = []
-        for blob, size in sizes.items():
-            i = ids.get(blob)
-            if i is None:
-                i = ids[blob] = len(declared)
-                declared.append(size)
-            elif declared[i] < 0:
-                declared[i] = size
-            mine.append(i)
-        reach.append(tuple(mine))
+        reach.append(tuple(_number(sizes.items(), ids, declared)))
         certain.append(sure)
         times.append(when)
     return ids, declared, reach, certain, times
 
 
-def _merge(first: _Walked, second: _Walked) -> _Walked:
-    """The result of one walk over both halves (first's images first)."""
-    ids, declared, reach, certain, times = first
-    remap = []
-    for blob, size in zip(second[0], second[1]):  # the child's blobs in its order
+def _number(blobs: Iterable[tuple[str, int]], ids: dict[str, int], declared: list[int]) -> list[int]:
+    """The index of each (blob, declared size), numbering new blobs in first-seen order; a
+    blob's size is the first that is not -1."""
+    mine = []
+    for blob, size in blobs:
         i = ids.get(blob)
         if i is None:
             i = ids[blob] = len(declared)
             declared.append(size)
         elif declared[i] < 0:
             declared[i] = size
-        remap.append(i)
+        mine.append(i)
+    return mine
+
+
+def _merge(first: _Walked, second: _Walked) -> _Walked:
+    """The result of one walk over both halves (first's images first)."""
+    ids, declared, reach, certain, times = first
+    remap = _number(zip(second[0], second[1]), ids, declared)  # the child's blobs in its order
     reach.extend(tuple([remap[i] for i in image]) for image in second[2])
     certain.extend(second[3])
     times.extend(second[4])

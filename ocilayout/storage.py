@@ -505,51 +505,51 @@ class Prefetch:
         step = max(1, len(self.digests) // self.SAMPLES)
         looked = 0
         byte = bytearray(1)
+        directories: dict[str, list[str]] = {}
         for digest in self.digests[::step][: self.SAMPLES]:
-            algorithm, _, encoded = digest.partition(":")
+            fd = self._open(digest, directories)
+            if fd is None:
+                continue
             try:
-                directories = self.store._checked_alg_dirs(Digest(digest))
-            except Exception:
+                os.preadv(fd, [byte], 0, flag)
+            except OSError:  # EAGAIN: on disk only; anything else: unsure
                 return False
-            for directory in directories:
-                try:
-                    fd, _ = _open_regular_fd_size(f"{directory}/{encoded}")
-                except (OSError, CorruptLayoutError):
-                    continue
-                try:
-                    os.preadv(fd, [byte], 0, flag)
-                except OSError:  # EAGAIN: on disk only; anything else: unsure
-                    return False
-                finally:
-                    os.close(fd)
-                looked += 1
-                break
+            finally:
+                os.close(fd)
+            looked += 1
         return looked > 0
+
+    def _open(self, digest: str, directories: dict[str, list[str]]) -> int | None:
+        """A descriptor of the regular file a read of `digest` would open (no symlink followed,
+        no FIFO waited on), or None; `directories` caches each algorithm's."""
+        algorithm, _, encoded = digest.partition(":")
+        found = directories.get(algorithm)
+        if found is None:
+            try:
+                found = directories[algorithm] = self.store._checked_alg_dirs(Digest(digest))
+            except Exception:  # the reads will say what is wrong; nothing to look at
+                found = directories[algorithm] = []
+        for directory in found:
+            try:
+                return _open_regular_fd_size(f"{directory}/{encoded}")[0]
+            except (OSError, CorruptLayoutError):
+                continue
+        return None
 
     def _run(self) -> None:
         directories: dict[str, list[str]] = {}
         for digest in self.digests:
             if self.stop:
                 return
-            algorithm, _, encoded = digest.partition(":")
-            found = directories.get(algorithm)
-            if found is None:
-                try:
-                    found = directories[algorithm] = self.store._checked_alg_dirs(Digest(digest))
-                except Exception:  # the reads will say what is wrong; nothing to prefetch
-                    found = directories[algorithm] = []
-            for directory in found:
-                try:
-                    fd, _ = _open_regular_fd_size(f"{directory}/{encoded}")
-                except (OSError, CorruptLayoutError):
-                    continue
-                try:
-                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
-                except OSError:
-                    pass
-                finally:
-                    os.close(fd)
-                break
+            fd = self._open(digest, directories)
+            if fd is None:
+                continue
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
 
 
 def _open_regular_fd_size(path: Path | str) -> tuple[int, int]:
