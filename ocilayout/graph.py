@@ -394,6 +394,8 @@ class Graph:
         rest = facts.get("M" + digest)
         if rest is None:
             return None  # not recorded: the walk reads it (once)
+        if descriptor.media_type in LEAF_TYPES:
+            return None  # never opened: the walk yields it as a leaf
         if digest in self._nodes or descriptor.media_type not in _IMAGE_MANIFEST_TYPES:
             return self._recorded_node_image(descriptor)
         # The hot path of a warm ls or du: what `_recorded` and `node` would decide, without a Node.
@@ -507,7 +509,7 @@ class Graph:
             if not is_leaf_type(descriptor.media_type):
                 # One text per digest, whichever reference met it first (and in each process of
                 # a forked walk): the warnings then do not depend on the order of the entries.
-                message = f"missing manifest {digest} (sparse layout?)"  # an index is one too
+                message = f"missing blob {digest} (sparse layout?)"
                 if self.strict:
                     raise CorruptLayoutError(message) from None
                 self.warn(message)
@@ -565,7 +567,7 @@ class Graph:
             kind = Kind.LEAF if promised is Kind.UNKNOWN else promised
         state = NodeState.PARSED if kind is not Kind.LEAF else NodeState.NOT_READ
         if leaf_text != refcache.NOT_LEAFY:  # the common image manifest: the rest is decoded when asked for
-            if "/" in leaf_text or "." in leaf_text:  # digests are checked when decoded; never a path before
+            if _LEAF_TEXT.fullmatch(leaf_text) is None:  # each a digest of the grammar: never a path
                 return None
             node = Node(digest, kind, state, leaves=tuple(leaf_text.split(",")) if leaf_text else ())
             node._lazy = (body, self, promised, size)
@@ -766,17 +768,20 @@ class Graph:
                 continue
             if node is None or node.state is NodeState.NOT_READ:
                 node = self.node(descriptor, keep=keep)
-            leaves = node.leaves
-            if leaves is not None and leaf_sink is not None and depth < self.max_depth:
-                # Each child would be popped next and yielded as LEAF (leaf-typed).
-                entered.add(digest)
-                yield (descriptor, parent, depth, ENTER, node)
-                leaf_sink.update(leaves)
-                if size_sink is not None:
-                    for leaf, size in zip(leaves, node.leaf_sizes()):
-                        if size_sink.get(leaf, -1) < 0:
-                            size_sink[leaf] = size
-                continue
+            if node.leaves is not None and leaf_sink is not None and depth < self.max_depth:
+                # Each child would be popped next and yielded as LEAF (leaf-typed). The sizes
+                # first: a record that does not decode is replaced by the blob's own parse.
+                leaf_sizes = node.leaf_sizes() if size_sink is not None else []
+                leaves = node.leaves
+                if leaves is not None:
+                    entered.add(digest)
+                    yield (descriptor, parent, depth, ENTER, node)
+                    leaf_sink.update(leaves)
+                    if size_sink is not None:
+                        for leaf, size in zip(leaves, leaf_sizes):
+                            if size_sink.get(leaf, -1) < 0:
+                                size_sink[leaf] = size
+                    continue
             if depth >= self.max_depth and node.has_children:
                 message = f"nesting deeper than {self.max_depth} levels at {digest}; not followed further"
                 if self.strict:
@@ -959,6 +964,7 @@ def _take_recorded_images(graph: Graph, roots: Iterable[Descriptor], seen: set[s
     blob_size = graph.store.blob_size
     image_types = _IMAGE_MANIFEST_TYPES
     image_kind = _IMAGE_KIND_TEXT
+    leaf_grammar = _LEAF_TEXT.fullmatch
     rest_of: list[Descriptor] = []
     for root in roots:
         digest = root.digest
@@ -971,8 +977,7 @@ def _take_recorded_images(graph: Graph, roots: Iterable[Descriptor], seen: set[s
                 if (
                     size_text.isdigit()
                     and len(size_text) <= 18
-                    and "/" not in leaf_text
-                    and "." not in leaf_text
+                    and leaf_grammar(leaf_text) is not None
                     and blob_size(digest) == int(size_text)
                 ):
                     hits.add(key)

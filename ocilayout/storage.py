@@ -454,7 +454,12 @@ def _readable(path: str) -> bool:
         return False
 
 
-_EFFECTIVE_ACCESS = os.access in os.supports_effective_ids
+# The effective ids only when they differ from the real ones (a setuid program): glibc then
+# needs faccessat2, which some container seccomp profiles refuse with EPERM.
+_EFFECTIVE_ACCESS = os.access in os.supports_effective_ids and (os.geteuid(), os.getegid()) != (
+    os.getuid(),
+    os.getgid(),
+)
 
 
 def _open_regular(path: Path) -> BinaryIO:
