@@ -23,7 +23,7 @@ from .descriptor import Descriptor
 from .digest import Digest
 from .graph import Graph, live_set
 from .indexfile import Entry, IndexFile
-from .mediatypes import CREATED, Kind
+from .mediatypes import CREATED, LEAF_TYPES, Kind
 from .parallel import fork_split, worth_forking
 from .storage import LayoutStore
 
@@ -88,7 +88,7 @@ def usage(
     """
     groups = index.by_digest()
     digests = list(groups)
-    heads = [entries[0].descriptor for entries in groups.values()]
+    heads = [_head(entries) for entries in groups.values()]
 
     def walk(first: int, last: int) -> _Walked:
         part = heads[first:last]
@@ -225,7 +225,7 @@ class _Cascade:
         for k, digest in enumerate(digests):
             if any(e.name is not None for e in groups[digest]):
                 continue
-            subject = graph.node(groups[digest][0].descriptor).subject
+            subject = graph.node(_head(groups[digest])).subject
             if subject is not None:
                 target = blob_of.get(subject.digest)
                 if target is not None:  # a subject nothing reaches cannot be freed
@@ -245,7 +245,7 @@ class _Cascade:
                     continue
                 wanted = {blobs[b] for b in held}
                 found = set()
-                for step in graph.walk([groups[digests[k]][0].descriptor], keep=False):
+                for step in graph.walk([_head(groups[digests[k]])], keep=False):
                     descriptor, parent, depth = step[0], step[1], step[2]
                     if depth and parent is not None and parent.kind is Kind.INDEX and descriptor.digest in wanted:
                         found.add(blob_of[descriptor.digest])
@@ -334,6 +334,16 @@ def _walk_images(
         certain.append(sure)
         times.append(when)
     return ids, declared, reach, certain, times
+
+
+def _head(entries: list[Entry]) -> Descriptor:
+    """The descriptor an image is walked by: its first entry's, unless that one says "leaf"
+    (a layer type) and another entry of the same digest does not, as the live set of all the
+    entries would walk it."""
+    for entry in entries:
+        if entry.descriptor.media_type not in LEAF_TYPES:  # what the walk never opens
+            return entry.descriptor
+    return entries[0].descriptor
 
 
 def _number(blobs: Iterable[tuple[str, int]], ids: dict[str, int], declared: list[int]) -> list[int]:

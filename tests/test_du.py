@@ -141,6 +141,29 @@ def test_warnings_do_not_depend_on_entry_order_or_the_fork(generate_module, tmp_
     assert len(outcomes) == 1 and len(next(iter(outcomes))) == 1, outcomes
 
 
+def test_an_image_entered_first_as_a_layer_is_walked_by_its_other_entry(generate_module, tmp_path) -> None:
+    """Two entries of one index digest, the first typed as a layer: du walks the index (as the
+    live set of both entries does), so what it reaches is neither unreachable in the totals nor
+    missing from its exclusive bytes."""
+    root = tmp_path / "src"
+    w = generate_module.LayoutWriter(root)
+    child = w.image([b"layer of the child" * 9], labels={"n": "c"})
+    index = w.index([{**child, "platform": {"os": "linux", "architecture": "amd64"}}])
+    w.add_entry({**index, "mediaType": generate_module.OCI_LAYER})
+    w.add_entry(index, name="m1")
+    w.add_entry(w.image([b"another layer"], labels={"n": "o"}), name="other")
+    w.finish()
+    report = Layout.open(root, cache=False).du(grace=0)
+    assert report.totals.unreachable == Layout.open(root, cache=False).gc(grace=0, dry_run=True).bytes_freed == 0
+    exclusive = {i.digest: i.exclusive for i in report.images}
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    before = blob_sizes(copy)
+    removal = Layout.open(copy, cache=False).delete([index["digest"]], force=True)
+    freed = sum(before[d] for d in set(before) - set(blob_sizes(copy)))
+    assert exclusive[index["digest"]] == freed == removal.bytes_freed > 0
+
+
 def test_totals_split_unreachable_by_grace(fixture_layout) -> None:
     root = fixture_layout("orphans")
     report = Layout.open(root).du(grace=0)
