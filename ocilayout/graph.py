@@ -457,9 +457,9 @@ class Graph:
         return node
 
     def forget(self, digest: Digest) -> None:
-        """Drop a parsed manifest that `node` kept, as `keep=False` would not have kept it: later
-        walks then take a leaf-typed reference to its digest by its media type again, whatever
-        was read before (du's per-image walks must not depend on their order)."""
+        """Drop a parsed manifest that `node` kept for one walk, as `keep=False` would not have
+        kept it (du reads each image's manifest for its date, then walks it: 100,000 kept
+        manifests would fill memory)."""
         node = self._nodes.get(digest)
         if node is not None and node.state is NodeState.PARSED and node.has_children:
             del self._nodes[digest]
@@ -727,8 +727,8 @@ class Graph:
         then carry no node.
 
         `leaf_sink` (the live set's digests): the children of an entered node that are all
-        leaf-typed are added to it instead of being yielded as LEAF
-        steps — exactly the digests those steps would carry, right after the node's ENTER;
+        leaf-typed are added to it instead of being yielded as LEAF steps — exactly the
+        digests those steps would carry, right after the node's ENTER;
         `size_sink` then receives their declared sizes as those steps would give them (the
         first that is not -1), for `du`.
         """

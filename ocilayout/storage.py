@@ -477,14 +477,13 @@ class Prefetch:
     is in the page cache already."""
 
     MIN_BLOBS = 256  # fewer: the thread costs more than the reads it would overlap
+    SAMPLES = 8  # blobs looked at to tell whether the page cache already holds them
 
     def __init__(self, store: LayoutStore, digests: list[str]) -> None:
         self.store = store
         self.digests = digests
         self.thread: Any = None
         self.stop = False
-
-    SAMPLES = 8  # blobs looked at to tell whether the page cache already holds them
 
     def __enter__(self) -> Prefetch:
         if len(self.digests) >= self.MIN_BLOBS and hasattr(os, "posix_fadvise") and not self._cached():
