@@ -440,8 +440,10 @@ class Graph:
         digest = descriptor.digest
         cached = self._nodes.get(digest)
         promised = kind_of_media_type(descriptor.media_type)
-        if promised is Kind.LEAF:
-            return cached if cached is not None else Node(digest, Kind.LEAF, NodeState.NOT_READ)
+        if promised is Kind.LEAF:  # never opened, whatever another reference made known (as the walk)
+            if cached is not None and cached.kind is Kind.LEAF:
+                return cached
+            return Node(digest, Kind.LEAF, NodeState.NOT_READ)
         if cached is not None and (cached.state is not NodeState.NOT_READ or promised is Kind.UNKNOWN):
             return cached
         # Not yet seen, or seen as a leaf by content while this reference promises a manifest:

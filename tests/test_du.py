@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from dataclasses import replace
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -162,6 +162,31 @@ def test_an_image_entered_first_as_a_layer_is_walked_by_its_other_entry(generate
     removal = Layout.open(copy, cache=False).delete([index["digest"]], force=True)
     freed = sum(before[d] for d in set(before) - set(blob_sizes(copy)))
     assert exclusive[index["digest"]] == freed == removal.bytes_freed > 0
+
+
+def test_a_leaf_typed_entry_is_no_referrer_whatever_was_read(generate_module, tmp_path) -> None:
+    """An unnamed entry typed as a config whose blob is a manifest with a subject, held in an
+    index being removed: rm does not read it (a leaf type), although it has just read the same
+    blob as the index's child, so it is a child of the index that goes with it (rule 2), not a
+    referrer of a subject that stays; du's exclusive is what rm frees."""
+    root = tmp_path / "src"
+    w = generate_module.LayoutWriter(root)
+    subject = w.image([b"subject layer" * 7], labels={"n": "s"})
+    held = w.image([b"held layer" * 9], labels={"n": "h"}, subject=subject)
+    other = w.image([b"other layer" * 5], labels={"n": "o"})
+    pairs = ((held, "amd64"), (other, "arm64"))
+    index = w.index([{**d, "platform": {"os": "linux", "architecture": a}} for d, a in pairs])
+    w.add_entry(index, name="n2")
+    w.add_entry({**held, "mediaType": "application/vnd.oci.image.config.v1+json"})
+    w.add_entry(subject, name="n0")
+    w.finish()
+    exclusive = {i.digest: i.exclusive for i in Layout.open(root, cache=False).du().images}
+    before = blob_sizes(root)
+    removal = Layout.open(root, cache=False).delete([index["digest"]], force=True)
+    freed = sum(before[d] for d in set(before) - set(blob_sizes(root)))
+    assert held["digest"] not in blob_sizes(root), "the held entry went with its index"
+    assert [i.reason for i in removal.images if i.id == held["digest"]] == [f"child of {index['digest']}"]
+    assert exclusive[index["digest"]] == freed == removal.bytes_freed
 
 
 def test_totals_split_unreachable_by_grace(fixture_layout) -> None:
