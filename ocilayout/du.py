@@ -23,7 +23,7 @@ from .descriptor import Descriptor
 from .digest import Digest
 from .graph import Graph, live_set
 from .indexfile import Entry, IndexFile
-from .mediatypes import CREATED, LEAF_TYPES, Kind
+from .mediatypes import CREATED, Kind
 from .parallel import fork_split, worth_forking
 from .storage import LayoutStore
 
@@ -88,7 +88,7 @@ def usage(
     """
     groups = index.by_digest()
     digests = list(groups)
-    heads = [_head(entries) for entries in groups.values()]
+    heads = [index.walked_by(digest) for digest in groups]
 
     def walk(first: int, last: int) -> _Walked:
         part = heads[first:last]
@@ -148,7 +148,7 @@ def usage(
     report.totals.certain = not doubtful
     cascade = None
     if any(e.name is None for e in index.entries):  # only unnamed entries can go along
-        cascade = _Cascade(groups, graph, digests, blobs, reach, count)
+        cascade = _Cascade(index, graph, digests, blobs, reach, count)
     for digest in selected if selected is not None else digests:
         image = reach[position[digest]]
         exclusive = 0
@@ -210,7 +210,7 @@ class _Cascade:
 
     def __init__(
         self,
-        groups: dict[Digest, list[Entry]],
+        index: IndexFile,
         graph: Graph,
         digests: list[Digest],
         blobs: list[str],
@@ -218,6 +218,7 @@ class _Cascade:
         count: list[int],
     ) -> None:
         self.reach, self.count = reach, count
+        groups = index.by_digest()
         self.position = {d: k for k, d in enumerate(digests)}
         self.referrers_of: dict[int, list[int]] = {}  # subject blob → dangling referrer images
         blob_of = {b: i for i, b in enumerate(blobs)}
@@ -225,7 +226,7 @@ class _Cascade:
         for k, digest in enumerate(digests):
             if any(e.name is not None for e in groups[digest]):
                 continue
-            subject = graph.node(_head(groups[digest])).subject
+            subject = graph.node(index.walked_by(digest)).subject
             if subject is not None:
                 target = blob_of.get(subject.digest)
                 if target is not None:  # a subject nothing reaches cannot be freed
@@ -245,7 +246,7 @@ class _Cascade:
                     continue
                 wanted = {blobs[b] for b in held}
                 found = set()
-                for step in graph.walk([_head(groups[digests[k]])], keep=False):
+                for step in graph.walk([index.walked_by(digests[k])], keep=False):
                     descriptor, parent, depth = step[0], step[1], step[2]
                     if depth and parent is not None and parent.kind is Kind.INDEX and descriptor.digest in wanted:
                         found.add(blob_of[descriptor.digest])
@@ -319,7 +320,7 @@ def _walk_images(
         if recorded is not None:  # what the walk would find, from the cache record: no walk, no dict per image
             mine = _number(zip((head.digest, *recorded.leaves), (head.size, *recorded.sizes)), ids, declared)
             # A blob listed twice (a config that is also a layer) counts once.
-            reach.append(tuple(mine) if len(set(mine)) == len(mine) else tuple(dict.fromkeys(mine)))
+            reach.append(tuple(dict.fromkeys(mine)))
             certain.append(True)
             times.append(_created(entries, recorded.annotations, recorded.config, graph) if created else None)
             continue
@@ -334,16 +335,6 @@ def _walk_images(
         certain.append(sure)
         times.append(when)
     return ids, declared, reach, certain, times
-
-
-def _head(entries: list[Entry]) -> Descriptor:
-    """The descriptor an image is walked by: its first entry's, unless that one says "leaf"
-    (a layer type) and another entry of the same digest does not, as the live set of all the
-    entries would walk it."""
-    for entry in entries:
-        if entry.descriptor.media_type not in LEAF_TYPES:  # what the walk never opens
-            return entry.descriptor
-    return entries[0].descriptor
 
 
 def _number(blobs: Iterable[tuple[str, int]], ids: dict[str, int], declared: list[int]) -> list[int]:

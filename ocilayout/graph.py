@@ -399,13 +399,11 @@ class Graph:
         if digest in self._nodes or descriptor.media_type not in _IMAGE_MANIFEST_TYPES:
             return self._recorded_node_image(descriptor)
         # The hot path of a warm ls or du: what `_recorded` and `node` would decide, without a Node.
-        parts = rest.split("\t", 3)
-        if len(parts) != 4 or parts[1] != _IMAGE_KIND_TEXT or parts[2] == refcache.NOT_LEAFY:
+        leafy = _leafy_image(rest)
+        if leafy is None:
             return None
-        size_text, _, leaf_text, body = parts
-        if not size_text.isdigit() or len(size_text) > 18 or _LEAF_TEXT.fullmatch(leaf_text) is None:
-            return None
-        if self.store.blob_size(digest) != int(size_text):
+        size, leaf_text, body = leafy
+        if self.store.blob_size(digest) != size:
             return None  # absent, not a regular file, truncated, replaced: the walk decides
         leaves = tuple(leaf_text.split(",")) if leaf_text else ()
         return self._image_from(leaves, refcache.decode_leafy(body, leaves, checked=True))
@@ -965,29 +963,31 @@ def _take_recorded_images(graph: Graph, roots: Iterable[Descriptor], seen: set[s
     nodes = graph._nodes
     blob_size = graph.store.blob_size
     image_types = _IMAGE_MANIFEST_TYPES
-    image_kind = _IMAGE_KIND_TEXT
-    leaf_grammar = _LEAF_TEXT.fullmatch
     rest_of: list[Descriptor] = []
     for root in roots:
         digest = root.digest
         key = "M" + digest
-        record = records.get(key) if root.media_type in image_types else None
-        if record is not None:
-            parts = record.split("\t", 3)
-            if len(parts) == 4 and parts[1] == image_kind and parts[2] != refcache.NOT_LEAFY and digest not in nodes:
-                size_text, _, leaf_text, _ = parts
-                if (
-                    size_text.isdigit()
-                    and len(size_text) <= 18
-                    and leaf_grammar(leaf_text) is not None
-                    and blob_size(digest) == int(size_text)
-                ):
-                    hits.add(key)
-                    seen.add(digest)
-                    seen.update(leaf_text.split(",") if leaf_text else ())
-                    continue
+        record = records.get(key) if root.media_type in image_types and digest not in nodes else None
+        leafy = _leafy_image(record) if record is not None else None
+        if leafy is not None and blob_size(digest) == leafy[0]:
+            hits.add(key)
+            seen.add(digest)
+            seen.update(leafy[1].split(",") if leafy[1] else ())
+            continue
         rest_of.append(root)
     return rest_of
+
+
+def _leafy_image(record: str) -> tuple[int, str, str] | None:
+    """(size, leaf list, body) of an image-manifest record whose children are all leaf-typed
+    and named by digests of the grammar; None for any other record."""
+    parts = record.split("\t", 3)
+    if len(parts) != 4 or parts[1] != _IMAGE_KIND_TEXT or parts[2] == refcache.NOT_LEAFY:
+        return None
+    size_text, _, leaf_text, body = parts
+    if not size_text.isdigit() or len(size_text) > 18 or _LEAF_TEXT.fullmatch(leaf_text) is None:
+        return None
+    return int(size_text), leaf_text, body
 
 
 # -- the second core ----------------------------------------------------------------------

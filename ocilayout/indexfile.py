@@ -17,7 +17,7 @@ from typing import Any, Iterable
 from .descriptor import Descriptor, parse_descriptor
 from .digest import Digest
 from .errors import CorruptLayoutError
-from .mediatypes import REF_NAME
+from .mediatypes import LEAF_TYPES, REF_NAME
 
 
 @dataclass(slots=True)
@@ -71,6 +71,16 @@ class IndexFile:
         for entry in self.entries:
             groups.setdefault(entry.digest, []).append(entry)
         return groups
+
+    def walked_by(self, digest: Digest) -> Descriptor:
+        """The descriptor the content of `digest` is summarised and walked by: its first
+        entry's, unless that one says "leaf" (a layer type, never opened) and another entry of
+        the same digest does not, as the live set of all the entries walks it."""
+        entries = self._by_digest[digest]
+        for entry in entries:
+            if entry.descriptor.media_type not in LEAF_TYPES:
+                return entry.descriptor
+        return entries[0].descriptor
 
     def serialise(self, raw_entries: Iterable[dict[str, Any]]) -> bytes:
         """Bytes of this index with `manifests` replaced by `raw_entries`, all else kept.

@@ -70,10 +70,8 @@ Summary = tuple[str, list[str], int, "str | None", int]  # kind, platforms, size
 
 def list_images(index: IndexFile, graph: Graph) -> list[ImageRow]:
     """A row per entry: kind, platforms, total size of its unique blobs, created time."""
-    firsts: dict[Digest, Descriptor] = {}  # one summary per digest, from its first entry
-    for entry in index.entries:
-        firsts.setdefault(entry.digest, entry.descriptor)
-    summaries = dict(zip(firsts, summarise(list(firsts.values()), graph)))
+    digests = list(index.by_digest())  # one summary per digest, of the entry that opens it
+    summaries = dict(zip(digests, summarise([index.walked_by(d) for d in digests], graph)))
     rows = []
     for entry in index.entries:
         kind, platforms, size, created, missing = summaries[entry.digest]

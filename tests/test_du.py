@@ -142,9 +142,9 @@ def test_warnings_do_not_depend_on_entry_order_or_the_fork(generate_module, tmp_
 
 
 def test_an_image_entered_first_as_a_layer_is_walked_by_its_other_entry(generate_module, tmp_path) -> None:
-    """Two entries of one index digest, the first typed as a layer: du walks the index (as the
-    live set of both entries does), so what it reaches is neither unreachable in the totals nor
-    missing from its exclusive bytes."""
+    """Two entries of one index digest, the first typed as a layer: du and ls walk the index (as
+    the live set of both entries does), so what it reaches is neither unreachable in du's totals
+    nor missing from its exclusive bytes, and ls shows an index."""
     root = tmp_path / "src"
     w = generate_module.LayoutWriter(root)
     child = w.image([b"layer of the child" * 9], labels={"n": "c"})
@@ -155,6 +155,8 @@ def test_an_image_entered_first_as_a_layer_is_walked_by_its_other_entry(generate
     w.finish()
     report = Layout.open(root, cache=False).du(grace=0)
     assert report.totals.unreachable == Layout.open(root, cache=False).gc(grace=0, dry_run=True).bytes_freed == 0
+    rows = [r for r in Layout.open(root, cache=False).list().rows if r.digest == index["digest"]]
+    assert [r.kind for r in rows] == ["index", "index"] and rows[0].platforms == ["linux/amd64"], "ls opens it too"
     exclusive = {i.digest: i.exclusive for i in report.images}
     copy = tmp_path / "copy"
     shutil.copytree(root, copy)
