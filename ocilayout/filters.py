@@ -154,6 +154,22 @@ def parse_time(text: str) -> datetime | None:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
+_PLAIN_UTC = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
+
+
+def iso_time(text: str) -> str | None:
+    """`parse_time(text).isoformat()`, or None: how du shows a time. The common
+    "2024-01-02T06:30:27Z" needs only a range check (100,000 of them in a big layout)."""
+    if _PLAIN_UTC.fullmatch(text) is not None:
+        try:
+            datetime.fromisoformat(text[:19])
+        except ValueError:
+            return None
+        return text[:19] + "+00:00"
+    moment = parse_time(text)
+    return moment.isoformat() if moment is not None else None
+
+
 def _entry_created(entries: list[Entry]) -> str | None:
     for entry in entries:
         value = entry.descriptor.annotations.get(CREATED)

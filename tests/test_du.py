@@ -262,3 +262,27 @@ def test_sort_by_created_compares_times_not_text() -> None:
     ]
     _sort(images, "created")
     assert [i.names[0] for i in images] == ["new", "old"]
+
+
+@given(
+    st.lists(
+        st.lists(st.tuples(st.sampled_from("abcdefgh"), st.sampled_from([-1, 0, 5, 7])), max_size=5),
+        max_size=8,
+    ),
+    st.integers(0, 8),
+)
+def test_merging_the_two_halves_numbers_blobs_as_one_pass(images, split) -> None:
+    """The forked walk's halves, merged, give what one pass over all images gives: the same
+    blob numbering, each blob's first size that is not -1, each image's reach."""
+    from ocilayout.du import _merge, _number
+
+    def walked(part):
+        ids: dict[str, int] = {}
+        declared: list[int] = []
+        reach = [tuple(_number(image, ids, declared)) for image in part]
+        return ids, declared, reach, [True] * len(part), [None] * len(part)
+
+    one = walked(images)
+    merged = _merge(walked(images[:split]), walked(images[split:]))
+    assert merged[0] == one[0] and list(merged[0]) == list(one[0])
+    assert merged[1:] == one[1:]

@@ -1233,3 +1233,48 @@ def test_records_learnt_by_threads_keep_their_own_rest(tmp_path) -> None:
     assert len(records) == 40000
     for i in range(40000):
         assert records[f"Msha256:{hashlib.sha256(b'%d' % i).hexdigest()}"].startswith(f"{i}\t")
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(json_values)
+def test_a_record_body_decodes_as_json_loads_does(value) -> None:
+    body = refcache._ENCODE(value)
+    assert refcache._decode(body) == json.loads(body)
+
+
+@given(st.text(max_size=30))
+def test_a_record_body_that_json_loads_refuses_is_refused(text: str) -> None:
+    try:
+        expected = json.loads(text)
+    except ValueError:
+        with pytest.raises(ValueError):
+            refcache._decode(text)
+        return
+    try:
+        assert refcache._decode(text) == expected or expected != expected
+    except ValueError:
+        assert text != text.strip()  # only what our encoder never writes: surrounding whitespace
+
+
+@given(
+    st.one_of(st.none(), st.text(max_size=8)),
+    st.one_of(st.none(), st.text(max_size=8)),
+    st.dictionaries(st.text(max_size=4), st.text(max_size=4), max_size=3),
+)
+def test_a_config_record_round_trips(created, os_, labels) -> None:
+    rest = refcache.encode_config(402, created, os_, "amd64", None, labels)
+    assert refcache.decode_config(rest) == (402, created, os_, "amd64", None, labels)
+
+
+@pytest.mark.parametrize(
+    "body",
+    ['[1,"linux","amd64",null,null]', '["t","linux","amd64",null,{"a":1}]', '["t","linux"]', '["t",null,null,null,[]]'],
+)
+def test_a_malformed_config_record_is_refused(body: str) -> None:
+    assert refcache.decode_config("402\t" + body) is None
