@@ -16,16 +16,16 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from itertools import compress
+from itertools import chain, compress
 from operator import attrgetter
 from typing import Iterable, Mapping, Sequence
 
 from .descriptor import Descriptor
 from .digest import Digest
 from .filters import _entry_created, iso_time
-from .graph import Graph, live_set
+from .graph import Graph, Node, NodeState, RecordedImage, live_set
 from .indexfile import Entry, IndexFile
-from .mediatypes import CREATED, Kind
+from .mediatypes import CREATED, IMAGE_MANIFEST_TYPES, INDEX_TYPES, Kind
 from .parallel import fork_split, worth_forking
 from .storage import LayoutStore
 
@@ -90,7 +90,7 @@ def usage(
     """
     groups = index.by_digest()
     digests = list(groups)
-    heads = [index.walked_by(digest) for digest in groups]
+    heads = [e[0].descriptor if len(e) == 1 else index.walked_by(d) for d, e in groups.items()]
 
     def walk(first: int, last: int) -> _Walked:
         part = heads[first:last]
@@ -104,9 +104,9 @@ def usage(
         graph.prepare(heads)  # the child inherits the cache's records instead of loading them again
         mark = graph.learning_mark()
 
-        def there() -> tuple[_Walked, list[str], bytes]:
+        def there() -> tuple[_Sent, list[str], bytes]:
             ids, *rest = walk(split, len(heads))
-            plain = {str(blob): i for blob, i in ids.items()}  # marshal takes no str subclass (Digest)
+            plain = list(map(str, ids))  # in number order; marshal takes no str subclass (Digest)
             return (plain, *rest), graph.warnings[warned:], graph.learnt_since(mark)  # type: ignore[return-value]
 
         (local, mine), (theirs, warnings, learnt) = fork_split(lambda: (_local_names(store), walk(0, split)), there)
@@ -140,9 +140,13 @@ def usage(
     sizes = [size if size >= 0 else size_of(i) for i, size in enumerate(declared)]
     # Per blob, its bytes where they count: in every image that reaches it (sizes), as shared
     # (more than one image reaches it), as exclusive (only one does, and it is ours to delete).
-    owned = list(map(local.__contains__, blobs))  # in our own blobs/ (C loops: 450,000 blobs at 100,000 images)
     shared_sizes = [size if n > 1 else 0 for size, n in zip(sizes, count)]
-    solo_sizes = [size if n == 1 and ours else 0 for size, n, ours in zip(sizes, count, owned)]
+    if local.issuperset(blobs):  # the usual: every blob reached is in our own blobs/
+        owned = [True] * len(blobs)
+        solo_sizes = [size if n == 1 else 0 for size, n in zip(sizes, count)]
+    else:
+        owned = list(map(local.__contains__, blobs))  # C loops: 450,000 blobs at 100,000 images
+        solo_sizes = [size if n == 1 and ours else 0 for size, n, ours in zip(sizes, count, owned)]
     position = {d: k for k, d in enumerate(digests)}
     doubtful = {d for d, sure in zip(digests, certain) if not sure}
 
@@ -309,8 +313,10 @@ class _Cascade:
 
 # What one process learns from walking some images: the blobs (digest -> index, in first-seen
 # order), their declared sizes (the first that is not -1), per image the indexes of the blobs it reaches,
-# whether that is certain, and its created time. Plain data: marshalled from the child.
+# whether that is certain, and its created time. Plain data: marshalled from the child, whose
+# blobs come as a list in index order.
 _Walked = tuple[dict[str, int], list[int], list[tuple[int, ...]], list[bool], list["str | None"]]
+_Sent = tuple[list[str], list[int], list[tuple[int, ...]], list[bool], list["str | None"]]
 
 
 def _walk_images(
@@ -330,17 +336,45 @@ def _walk_images(
             certain.append(True)
             times.append(_created(entries, recorded.annotations, recorded.config, graph) if created else None)
             continue
-        sizes: dict[str, int] = {}  # every blob the image reaches, with its declared size
-        node = graph.node(head) if created else None  # read once: the walk below reuses it
-        sure = live_set(graph, [head], allow_sparse=allow_sparse, sizes=sizes).certain
+        fanned = _recorded_index(graph, head)
+        node = fanned[0] if fanned is not None else graph.node(head) if created else None  # read once
+        if fanned is not None:  # the walk's order: the index, then each child and its leaves
+            pairs: Iterable[tuple[str, int]] = chain(
+                ((head.digest, head.size),),
+                *(zip((child.digest, *image.leaves), (child.size, *image.sizes)) for child, image in fanned[1]),
+            )
+            reach.append(tuple(dict.fromkeys(_number(pairs, ids, declared))))
+            certain.append(True)
+        else:
+            sizes: dict[str, int] = {}  # every blob the image reaches, with its declared size
+            certain.append(live_set(graph, [head], allow_sparse=allow_sparse, sizes=sizes).certain)
+            reach.append(tuple(_number(sizes.items(), ids, declared)))
         when = None
         if node is not None:
-            when = _created(entries, node.annotations, node.config, graph)
+            when = _created(entries, node.annotations, node.config, graph) if created else None
             graph.forget(head.digest)  # kept only for the walk just made: 100,000 of them fill memory
-        reach.append(tuple(_number(sizes.items(), ids, declared)))
-        certain.append(sure)
         times.append(when)
     return ids, declared, reach, certain, times
+
+
+def _recorded_index(graph: Graph, head: Descriptor) -> tuple[Node, list[tuple[Descriptor, RecordedImage]]] | None:
+    """An index whose children are all image manifests the reference cache describes with
+    leaf-typed children only (a multi-platform image on a warm cache): its node and each
+    child's record, what the walk of it would reach without the walk. None: walk it."""
+    if head.media_type not in INDEX_TYPES or graph.max_depth < 2:  # children enter at depth 1, leaves at 2
+        return None
+    node = graph.node(head)  # kept: a fallback walk reuses it (`forget` drops it after)
+    if node.state is not NodeState.PARSED or node.kind is not Kind.INDEX or not node.children:
+        return None
+    found = []
+    for child in node.children:
+        if child.media_type not in IMAGE_MANIFEST_TYPES or child.digest == head.digest:
+            return None
+        image = graph.recorded_image(child)
+        if image is None:
+            return None
+        found.append((child, image))
+    return node, found
 
 
 def _names(entries: list[Entry]) -> list[str]:
@@ -365,7 +399,7 @@ def _number(blobs: Iterable[tuple[str, int]], ids: dict[str, int], declared: lis
     return mine
 
 
-def _merge(first: _Walked, second: _Walked) -> _Walked:
+def _merge(first: _Walked, second: _Walked | _Sent) -> _Walked:
     """The result of one walk over both halves (first's images first)."""
     ids, declared, reach, certain, times = first
     theirs, their_sizes = second[0], second[1]

@@ -32,10 +32,9 @@ from .indexfile import loads_strict
 from .mediatypes import (
     DOCKER_CONFIG,
     DOCKER_LAYER,
-    DOCKER_MANIFEST,
+    IMAGE_MANIFEST_TYPES,
     LEAF_TYPES,
     OCI_CONFIG,
-    OCI_MANIFEST,
     Kind,
     is_leaf_type,
     kind_of_media_type,
@@ -396,7 +395,7 @@ class Graph:
             return None  # not recorded: the walk reads it (once)
         if descriptor.media_type in LEAF_TYPES:
             return None  # never opened: the walk yields it as a leaf
-        if digest in self._nodes or descriptor.media_type not in _IMAGE_MANIFEST_TYPES:
+        if digest in self._nodes or descriptor.media_type not in IMAGE_MANIFEST_TYPES:
             return self._recorded_node_image(descriptor)
         # The hot path of a warm ls or du: what `_recorded` and `node` would decide, without a Node.
         leafy = _leafy_image(rest)
@@ -942,7 +941,6 @@ def _walk_into(
             doubt.append(Doubt(digest, "unreadable", node.problem or ""))
 
 
-_IMAGE_MANIFEST_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
 _IMAGE_KIND_TEXT = str(refcache.KIND_IMAGE)
 # A leafy record's leaf list, every digest checked at once (they name files: never a path).
 _LEAF_TEXT = re.compile(r"(?:(?:sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})(?:,(?=.)|$))*")
@@ -962,7 +960,7 @@ def _take_recorded_images(graph: Graph, roots: Iterable[Descriptor], seen: set[s
     hits = facts.hits
     nodes = graph._nodes
     blob_size = graph.store.blob_size
-    image_types = _IMAGE_MANIFEST_TYPES
+    image_types = IMAGE_MANIFEST_TYPES
     rest_of: list[Descriptor] = []
     for root in roots:
         digest = root.digest

@@ -36,6 +36,7 @@ class Kind(str, Enum):
 
 INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_MANIFEST_LIST})
 MANIFEST_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST, DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED})
+IMAGE_MANIFEST_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})  # config and layers: what caches record leafy
 ARTIFACT_TYPES = frozenset({OCI_ARTIFACT_MANIFEST})
 
 # Types that are never manifests: the walk neither opens nor parses them.

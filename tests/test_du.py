@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ocilayout import Layout, UsageError
+from ocilayout import graph as graph_module
 from ocilayout.cli import cli
 
 
@@ -121,7 +122,6 @@ def test_a_manifest_listed_as_a_layer_is_a_leaf_whatever_was_read(generate_modul
 def test_warnings_do_not_depend_on_entry_order_or_the_fork(generate_module, tmp_path, monkeypatch) -> None:
     """A missing manifest met once as an index's child and once through an untyped-ish layer
     reference: one warning, the same in every entry order, forked or not."""
-    from ocilayout import graph as graph_module
 
     outcomes = set()
     for order in ([0, 1, 2], [2, 1, 0]):
@@ -286,3 +286,62 @@ def test_merging_the_two_halves_numbers_blobs_as_one_pass(images, split) -> None
     merged = _merge(walked(images[:split]), walked(images[split:]))
     assert merged[0] == one[0] and list(merged[0]) == list(one[0])
     assert merged[1:] == one[1:]
+
+
+@st.composite
+def fanned_layouts(draw):
+    """Indexes of image manifests, the shape a warm du takes from the records without a walk,
+    and the shapes around it that it must leave to the walk: a child listed twice, untyped or
+    typed as an index, an index in an index, a child another image lists as a layer, a child
+    missing or replaced after the cache was filled."""
+    n = draw(st.integers(1, 4))
+    images = [draw(st.lists(st.integers(0, 4), min_size=1, max_size=3, unique=True)) for _ in range(n)]
+    child = st.tuples(st.integers(0, n - 1), st.sampled_from(["manifest", "manifest", "untyped", "docker-list"]))
+    indexes = draw(st.lists(st.lists(child, min_size=1, max_size=3), min_size=1, max_size=3))
+    as_layer = draw(st.one_of(st.none(), st.integers(0, n - 1)))
+    nested = draw(st.booleans())
+    damage = draw(st.sampled_from(["none", "none", "missing", "replaced"]))
+    return images, indexes, as_layer, nested, damage, draw(st.integers(0, n - 1)), draw(st.booleans())
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+@given(spec=fanned_layouts(), fork=st.booleans(), allow_sparse=st.booleans())
+def test_a_warm_du_of_indexes_is_the_cold_du(generate_module, monkeypatch, spec, fork, allow_sparse) -> None:
+    images, indexes, as_layer, nested, damage, victim, named = spec
+    monkeypatch.setattr(graph_module, "PARALLEL_MIN_ROOTS", 2 if fork else 10**9)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "lay"
+        w = generate_module.LayoutWriter(root)
+        pool = [b"shared layer %d" % k * (k + 2) for k in range(5)]
+        descs = [w.image([pool[k] for k in layers], labels={"n": str(i)}) for i, layers in enumerate(images)]
+        types = {"manifest": generate_module.OCI_MANIFEST, "untyped": None, "docker-list": generate_module.OCI_INDEX}
+        made = []
+        for k, children in enumerate(indexes):
+            listed = []
+            for i, kind in children:
+                entry = {**descs[i], "platform": {"os": "linux", "architecture": f"a{i}"}}
+                if types[kind] is None:
+                    del entry["mediaType"]
+                else:
+                    entry["mediaType"] = types[kind]
+                listed.append(entry)
+            if nested and made:
+                listed.append({**made[-1], "platform": {"os": "linux", "architecture": "nested"}})
+            made.append(w.index(listed))
+            w.add_entry(made[-1], name=f"idx{k}" if named or k else None)
+        if as_layer is not None:
+            w.add_entry(w.image([pool[0], {**descs[as_layer], "mediaType": generate_module.OCI_LAYER}]), name="holder")
+        w.finish()
+        Layout.open(root).list()  # fills the reference cache
+        path = root / "blobs" / "sha256" / descs[victim]["digest"][7:]
+        if damage == "missing":
+            path.unlink()
+        elif damage == "replaced":  # other content, another size: the record no longer describes it
+            path.write_bytes(json.dumps({"schemaVersion": 2, "layers": [], "config": None}).encode())
+        cold = Layout.open(root, cache=False).du(allow_sparse=allow_sparse)
+        warm = Layout.open(root).du(allow_sparse=allow_sparse)
+        assert warm.images == cold.images
+        assert warm.totals == cold.totals
+        assert sorted(warm.warnings) == sorted(cold.warnings)
