@@ -326,7 +326,9 @@ def _walk_images(
     declared: list[int] = []
     reach: list[tuple[int, ...]] = []
     certain: list[bool] = []
-    times: list[str | None] = []
+    # What dates each image (its entries, annotations, config), looked up once all are walked:
+    # the configs to read are then known, and read ahead together on a cold page cache.
+    dates: list[tuple[list[Entry], Mapping[str, str], Descriptor | None] | None] = []
     for head, entries in zip(heads, groups):
         recorded = graph.recorded_image(head)
         if recorded is not None:  # what the walk would find, from the cache record: no walk, no dict per image
@@ -334,7 +336,7 @@ def _walk_images(
             # A blob listed twice (a config that is also a layer) counts once.
             reach.append(tuple(dict.fromkeys(mine)))
             certain.append(True)
-            times.append(_created(entries, recorded.annotations, recorded.config, graph) if created else None)
+            dates.append((entries, recorded.annotations, recorded.config) if created else None)
             continue
         fanned = _recorded_index(graph, head)
         node = fanned[0] if fanned is not None else graph.node(head) if created else None  # read once
@@ -349,11 +351,14 @@ def _walk_images(
             sizes: dict[str, int] = {}  # every blob the image reaches, with its declared size
             certain.append(live_set(graph, [head], allow_sparse=allow_sparse, sizes=sizes).certain)
             reach.append(tuple(_number(sizes.items(), ids, declared)))
-        when = None
+        dates.append((entries, node.annotations, node.config) if created and node is not None else None)
         if node is not None:
-            when = _created(entries, node.annotations, node.config, graph) if created else None
             graph.forget(head.digest)  # kept only for the walk just made: 100,000 of them fill memory
-        times.append(when)
+    times: list[str | None] = [None] * len(dates)
+    if created:
+        configs = [date[2] for date in dates if date is not None and date[2] is not None]
+        with graph.store.prefetch(graph.unrecorded_configs(configs)):
+            times = [_created(*date, graph) if date is not None else None for date in dates]
     return ids, declared, reach, certain, times
 
 

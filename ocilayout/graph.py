@@ -372,6 +372,18 @@ class Graph:
             if root.media_type not in LEAF_TYPES and "M" + root.digest not in records
         ]
 
+    def unrecorded_configs(self, configs: Iterable[Descriptor]) -> list[str]:
+        """The digests of those `configs` that have no config record (what `config_info` will
+        read), in order."""
+        facts = self._facts
+        if facts is None:
+            return [config.digest for config in configs]
+        if self._hint is not None:
+            self._first_lookup()
+        facts.load("C")
+        records = facts.records
+        return [config.digest for config in configs if "C" + config.digest not in records]
+
     def unrecorded(self, roots: Iterable[Descriptor]) -> int:
         """How many of `roots` have no manifest record in the reference cache (all, without one)."""
         facts = self._facts

@@ -345,3 +345,34 @@ def test_a_warm_du_of_indexes_is_the_cold_du(generate_module, monkeypatch, spec,
         assert warm.images == cold.images
         assert warm.totals == cold.totals
         assert sorted(warm.warnings) == sorted(cold.warnings)
+
+
+def test_a_cold_du_reads_the_configs_ahead_and_a_warm_one_reads_none(generate_module, tmp_path, monkeypatch) -> None:
+    """The configs that date the images are handed to the read-ahead together (a cold page
+    cache then serves them in parallel), and only those the reference cache does not describe."""
+    from ocilayout.storage import LayoutStore
+
+    root = tmp_path / "lay"
+    w = generate_module.LayoutWriter(root)
+    configs = set()
+    for i in range(4):
+        desc = w.image([b"layer %d" % i], labels={"n": str(i)})
+        manifest = json.loads((root / "blobs" / "sha256" / desc["digest"][7:]).read_text())
+        configs.add(manifest["config"]["digest"])
+        w.add_entry(desc, name=f"img{i}")
+    w.finish()
+    asked: list[str] = []
+    original = LayoutStore.prefetch
+
+    def recording(self, digests):
+        asked.extend(digests)
+        return original(self, digests)
+
+    monkeypatch.setattr(LayoutStore, "prefetch", recording)
+    cold = Layout.open(root, cache=False).du()
+    assert configs <= set(asked)
+    Layout.open(root).du()  # fills the reference cache
+    asked.clear()
+    warm = Layout.open(root).du()
+    assert not configs & set(asked)
+    assert warm.images == cold.images and all(image.created for image in warm.images)
