@@ -147,7 +147,6 @@ def usage(
     else:
         owned = list(map(local.__contains__, blobs))  # C loops: 450,000 blobs at 100,000 images
         solo_sizes = [size if n == 1 and ours else 0 for size, n, ours in zip(sizes, count, owned)]
-    position = {d: k for k, d in enumerate(digests)}
     doubtful = {d for d, sure in zip(digests, certain) if not sure}
 
     report = DuReport()
@@ -156,6 +155,7 @@ def usage(
     if any(e.name is None for e in index.entries):  # only unnamed entries can go along
         cascade = _Cascade(index, graph, digests, blobs, reach, count)
     chosen = digests if selected is None else list(selected)
+    position = {d: k for k, d in enumerate(digests)} if selected is not None else {}
     images = reach if selected is None else [reach[position[d]] for d in chosen]
 
     def exclusive_of(digest: Digest, image: tuple[int, ...]) -> int:
@@ -170,7 +170,12 @@ def usage(
         return 0
 
     # Column by column (100,000 images: C loops where they can be).
-    if cascade is None and not doubtful:
+    image_sizes = [sum(map(sizes.__getitem__, image)) for image in images]
+    image_shared = [sum(map(shared_sizes.__getitem__, image)) for image in images]
+    if cascade is None and not doubtful and all(owned):
+        # Every blob ours, nothing goes along: exclusive is what no other image reaches.
+        exclusive = [whole - other for whole, other in zip(image_sizes, image_shared)]
+    elif cascade is None and not doubtful:
         exclusive = [sum(map(solo_sizes.__getitem__, image)) for image in images]
     else:
         exclusive = list(map(exclusive_of, chosen, images))
@@ -179,9 +184,9 @@ def usage(
             ImageUsage,
             map(str, chosen),
             [_names(groups[d]) for d in chosen],
-            [sum(map(sizes.__getitem__, image)) for image in images],
+            image_sizes,
             exclusive,
-            [sum(map(shared_sizes.__getitem__, image)) for image in images],
+            image_shared,
             created_at if selected is None else [created_at[position[d]] for d in chosen],
         )
     )
