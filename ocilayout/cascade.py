@@ -25,6 +25,7 @@ from typing import Sequence
 from .descriptor import Descriptor
 from .digest import Digest, parse_digest
 from .graph import Graph, LiveSet, _walk_live, live_set
+from .indexfile import walked_by
 from .mediatypes import Kind
 from .storage import LayoutStore
 
@@ -82,7 +83,7 @@ def settle(
     dangling = {d: roots for d, roots in groups.items() if all(name is None for _, _, name in roots)}
     subjects: dict[Digest, Digest] = {}
     for digest, roots in dangling.items():
-        subject = graph.node(roots[0][1]).subject
+        subject = graph.node(walked_by([root[1] for root in roots])).subject
         if subject is not None:
             subjects[digest] = subject.digest
     referrers_of: dict[Digest, list[Digest]] = {}

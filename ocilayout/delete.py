@@ -17,7 +17,7 @@ from .descriptor import Platform
 from .digest import Digest
 from .errors import ConflictError, NotFoundError, OcilayoutError
 from .graph import Graph
-from .indexfile import Entry, IndexFile
+from .indexfile import Entry, IndexFile, walked_by
 from .mediatypes import Kind
 from .resolve import Resolved, resolve
 from .storage import LayoutStore
@@ -228,9 +228,10 @@ def child_hint(index: IndexFile, graph: Graph, reference: str) -> str:
     if len(text) < 4 or any(c not in "0123456789abcdef" for c in text):
         return ""
     for digest, entries in index.by_digest().items():
-        if graph.node(entries[0].descriptor).kind is not Kind.INDEX:
+        head = index.walked_by(digest)
+        if graph.node(head).kind is not Kind.INDEX:
             continue
-        for child, _, depth, *_ in graph.walk([entries[0].descriptor]):
+        for child, _, depth, *_ in graph.walk([head]):
             found = child.digest
             if depth and found.encoded.startswith(text) and algorithm in ("", found.algorithm):
                 name = entries[0].name or str(digest)
@@ -270,7 +271,7 @@ def _prune_parents(
     from .filters import is_parent
 
     try:
-        layers = {d: graph.node(es[0].descriptor).layers for d, es in groups.items()}
+        layers = {d: graph.node(walked_by([e.descriptor for e in es])).layers for d, es in groups.items()}
         for child in list(deleted):
             own = layers[child]
             parents = [d for d in groups if d not in deleted and is_parent(layers[d], own)]

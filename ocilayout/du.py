@@ -343,12 +343,13 @@ def _walk_images(
             certain.append(True)
             dates.append((entries, recorded.annotations, recorded.config) if created else None)
             continue
-        fanned = _recorded_index(graph, head)
-        node = fanned[0] if fanned is not None else graph.node(head) if created else None  # read once
+        node, fanned = _recorded_index(graph, head)
+        if node is None and created:
+            node = graph.node(head)  # read once: the walk below reuses it
         if fanned is not None:  # the walk's order: the index, then each child and its leaves
             pairs: Iterable[tuple[str, int]] = chain(
                 ((head.digest, head.size),),
-                *(zip((child.digest, *image.leaves), (child.size, *image.sizes)) for child, image in fanned[1]),
+                *(zip((child.digest, *image.leaves), (child.size, *image.sizes)) for child, image in fanned),
             )
             reach.append(tuple(dict.fromkeys(_number(pairs, ids, declared))))
             certain.append(True)
@@ -367,22 +368,25 @@ def _walk_images(
     return ids, declared, reach, certain, times
 
 
-def _recorded_index(graph: Graph, head: Descriptor) -> tuple[Node, list[tuple[Descriptor, RecordedImage]]] | None:
+def _recorded_index(
+    graph: Graph, head: Descriptor
+) -> tuple[Node | None, list[tuple[Descriptor, RecordedImage]] | None]:
     """An index whose children are all image manifests the reference cache describes with
-    leaf-typed children only (a multi-platform image on a warm cache): its node and each
-    child's record, what the walk of it would reach without the walk. None: walk it."""
+    leaf-typed children only (a multi-platform image on a warm cache): each child and its
+    record, what the walk of it would reach without the walk; None: walk it. First, the
+    index's node when it was read (kept for that walk: the caller `forget`s it after)."""
     if head.media_type not in INDEX_TYPES or graph.max_depth < 2:  # children enter at depth 1, leaves at 2
-        return None
-    node = graph.node(head)  # kept: a fallback walk reuses it (`forget` drops it after)
+        return None, None
+    node = graph.node(head)
     if node.state is not NodeState.PARSED or node.kind is not Kind.INDEX or not node.children:
-        return None
+        return node, None
     found = []
     for child in node.children:
         if child.media_type not in IMAGE_MANIFEST_TYPES or child.digest == head.digest:
-            return None
+            return node, None
         image = graph.recorded_image(child)
         if image is None:
-            return None
+            return node, None
         found.append((child, image))
     return node, found
 

@@ -61,7 +61,7 @@ def image_facts(index: IndexFile, graph: Graph, only: Container[Digest] | None =
     for digest, entries in index.by_digest().items():
         if only is not None and digest not in only:
             continue
-        node = graph.node(entries[0].descriptor)
+        node = graph.node(index.walked_by(digest))
         labels: dict[str, str] = dict(node.annotations)
         created_text = _entry_created(entries) or node.annotations.get(CREATED)
         if node.config is not None:

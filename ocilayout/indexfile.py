@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass, field
 from functools import cached_property
 from json.decoder import scanstring  # type: ignore[attr-defined]
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from .descriptor import Descriptor, parse_descriptor
 from .digest import Digest
@@ -73,14 +73,8 @@ class IndexFile:
         return groups
 
     def walked_by(self, digest: Digest) -> Descriptor:
-        """The descriptor the content of `digest` is summarised and walked by: its first
-        entry's, unless that one says "leaf" (a layer type, never opened) and another entry of
-        the same digest does not, as the live set of all the entries walks it."""
-        entries = self._by_digest[digest]
-        for entry in entries:
-            if entry.descriptor.media_type not in LEAF_TYPES:
-                return entry.descriptor
-        return entries[0].descriptor
+        """The descriptor the content of `digest` is summarised and walked by (`walked_by`)."""
+        return walked_by([entry.descriptor for entry in self._by_digest[digest]])
 
     def serialise(self, raw_entries: Iterable[dict[str, Any]]) -> bytes:
         """Bytes of this index with `manifests` replaced by `raw_entries`, all else kept.
@@ -99,6 +93,18 @@ class IndexFile:
             except UnicodeEncodeError:  # a new entry copied a lone surrogate from a blob
                 return json.dumps(document, ensure_ascii=True, separators=(",", ":")).encode("ascii") + b"\n"
         return splice_manifests(self.source, self.entries, entries)
+
+
+def walked_by(descriptors: Sequence[Descriptor]) -> Descriptor:
+    """Of the descriptors of one digest's entries, the one its content is summarised and
+    walked by — what it is (an image, an index, a referrer of a subject) for ls, du, rm and
+    prune alike, whatever the order of the entries: the first, unless that one says "leaf" (a
+    layer or config type, never opened) and another does not, as the live set of all the
+    entries walks it."""
+    for descriptor in descriptors:
+        if descriptor.media_type not in LEAF_TYPES:
+            return descriptor
+    return descriptors[0]
 
 
 # An integer -0 (a -0 float is counted by the parser) and an escaped surrogate; two

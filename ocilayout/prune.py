@@ -194,7 +194,7 @@ def choose(index: IndexFile, graph: Graph, policy: Policy, now: datetime) -> Cho
         for digest, entries in index.by_digest().items():
             if any(e.name is not None for e in entries):
                 continue
-            if graph.node(entries[0].descriptor).subject is not None:
+            if graph.node(index.walked_by(digest)).subject is not None:
                 continue  # a referrer (signature, SBOM): it goes with its subject, never alone
             created = age(digest)
             if cutoff is None:  # --dangling alone: every unnamed image

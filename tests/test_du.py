@@ -191,6 +191,39 @@ def test_a_leaf_typed_entry_is_no_referrer_whatever_was_read(generate_module, tm
     assert exclusive[index["digest"]] == freed == removal.bytes_freed
 
 
+@pytest.mark.parametrize("config_typed_first", [True, False])
+def test_a_referrer_listed_under_two_types_is_one_referrer_in_either_order(
+    generate_module, tmp_path, config_typed_first
+) -> None:
+    """A dangling referrer index listed twice, unnamed, once typed as a config (a leaf, never
+    opened) and once as an index: what it is comes from the entry it is walked by (the one not
+    leaf-typed), whatever the order. rm of what holds its subject takes both entries along, as
+    du's exclusive counts; prune --dangling leaves it to its subject."""
+    root = tmp_path / "src"
+    w = generate_module.LayoutWriter(root)
+    subject = w.image([b"subject layer" * 5], labels={"n": "s"})
+    holder = w.index([{**subject, "platform": {"os": "linux", "architecture": "amd64"}}])
+    inner = w.image([b"x" * 40], labels={"n": "x"})
+    referrer = w.index([{**inner, "platform": {"os": "linux", "architecture": "arm64"}}], subject=subject)
+    w.add_entry(holder, name="held")
+    typed = [{**referrer, "mediaType": generate_module.OCI_CONFIG}, referrer]
+    for entry in typed if config_typed_first else typed[::-1]:
+        w.add_entry(entry)
+    w.finish()
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    dangling = Layout.open(copy, cache=False).prune(dangling=True)
+    assert referrer["digest"] in blob_sizes(copy), "a referrer goes with its subject, never alone"
+    assert not dangling.dangling_removed
+    exclusive = {i.digest: i.exclusive for i in Layout.open(root, cache=False).du().images}
+    before = blob_sizes(root)
+    removal = Layout.open(root, cache=False).delete([holder["digest"]], force=True)
+    freed = sum(before[d] for d in set(before) - set(blob_sizes(root)))
+    assert referrer["digest"] not in blob_sizes(root) and inner["digest"] not in blob_sizes(root)
+    assert not [e for e in Layout.open(root).index.entries if e.digest == referrer["digest"]]
+    assert exclusive[holder["digest"]] == freed == removal.bytes_freed
+
+
 def test_totals_split_unreachable_by_grace(fixture_layout) -> None:
     root = fixture_layout("orphans")
     report = Layout.open(root).du(grace=0)
@@ -376,3 +409,28 @@ def test_a_cold_du_reads_the_configs_ahead_and_a_warm_one_reads_none(generate_mo
     warm = Layout.open(root).du()
     assert not configs & set(asked)
     assert warm.images == cold.images and all(image.created for image in warm.images)
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_du_keeps_no_index_it_read_for_one_walk(generate_module, tmp_path, cache) -> None:
+    """Each image's manifest is kept only for its own walk (100,000 would fill memory): with or
+    without created times, warm or cold, no index du read stays in the graph."""
+    from ocilayout.du import usage
+    from ocilayout.graph import NodeState
+
+    root = tmp_path / "lay"
+    w = generate_module.LayoutWriter(root)
+    for i in range(3):
+        children = [w.image([b"layer %d %d" % (i, k)], labels={"n": f"{i}.{k}"}) for k in range(2)]
+        platforms = [{**c, "platform": {"os": "linux", "architecture": f"a{k}"}} for k, c in enumerate(children)]
+        w.add_entry(w.index(platforms), name=f"multi{i}")
+    w.finish()
+    if cache:
+        Layout.open(root).list()  # fills the reference cache: indexes are then accounted from records
+    indexes = {e.digest for e in Layout.open(root).index.entries}
+    for created in (False, True):
+        layout = Layout.open(root, cache=cache)
+        graph = layout.graph()
+        usage(layout.store, layout.index, graph, created=created)
+        kept = {d for d, n in graph._nodes.items() if n.state is NodeState.PARSED and n.has_children}
+        assert not kept & indexes, (created, kept & indexes)
