@@ -166,11 +166,16 @@ _UNITS = ("kB", "MB", "GB", "TB", "PB", "EB")
 
 
 def columns(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Left-aligned columns separated by three spaces; the last column is not padded.
+    """Left-aligned columns separated by three spaces; the last column is not padded."""
+    return table_of(header, list(zip(*rows)) if rows else [()] * len(header))
 
-    Built column by column (a table of 100,000 rows is a few C loops, not a Python step per
-    cell); a column is escaped cell by cell only when some cell needs it."""
-    cells = [c if "".join(c).isprintable() else tuple(map(printable, c)) for c in zip(header, *rows)]
+
+def table_of(header: Sequence[str], cols: Sequence[Sequence[str]]) -> str:
+    """`columns` of a table given column by column (a table of 100,000 rows is then a few C
+    loops, not a Python step per cell); a column is escaped cell by cell only when some cell
+    needs it."""
+    cells = [(title, *c) for title, c in zip(header, cols)]
+    cells = [c if "".join(c).isprintable() else tuple(map(printable, c)) for c in cells]
     last = cells.pop()
     padded = [map(str.ljust, c, repeat(max(map(len, c)))) for c in cells]
     return "\n".join([line.rstrip() for line in map("   ".join, zip(*padded, last))])
@@ -564,15 +569,15 @@ def print_du(report: DuReport, output_format: str, quiet: bool) -> None:
     def sized(values: Iterable[int]) -> list[str]:
         return [sizes.get(v) or sizes.setdefault(v, human_size(v)) for v in values]
 
-    table = zip(
+    table = [
         [",".join(i.names) or "<none>" for i in rows],
         [i.digest.partition(":")[2][:12] for i in rows],
         sized(i.size for i in rows),
         sized(i.shared for i in rows),
         sized(i.exclusive for i in rows),
         [i.created or "-" for i in rows],
-    )
-    click.echo(columns(["NAMES", "DIGEST", "SIZE", "SHARED", "EXCLUSIVE", "CREATED"], list(table)))
+    ]
+    click.echo(table_of(["NAMES", "DIGEST", "SIZE", "SHARED", "EXCLUSIVE", "CREATED"], table))
     frees = "gc frees" if totals.certain else "gc frees nothing while in doubt"
     click.echo(
         f"\nReachable: {human_size(totals.reachable)} in {totals.reachable_blobs} blobs; "
