@@ -90,7 +90,7 @@ def usage(
     """
     groups = index.by_digest()
     digests = list(groups)
-    heads = [e[0].descriptor if len(e) == 1 else index.walked_by(d) for d, e in groups.items()]
+    heads = [index.walked_by(digest) for digest in groups]
 
     def walk(first: int, last: int) -> _Walked:
         part = heads[first:last]

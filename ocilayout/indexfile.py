@@ -74,7 +74,10 @@ class IndexFile:
 
     def walked_by(self, digest: Digest) -> Descriptor:
         """The descriptor the content of `digest` is summarised and walked by (`walked_by`)."""
-        return walked_by([entry.descriptor for entry in self._by_digest[digest]])
+        entries = self._by_digest[digest]
+        if len(entries) == 1:  # nearly every digest: no list to build
+            return entries[0].descriptor
+        return walked_by([entry.descriptor for entry in entries])
 
     def serialise(self, raw_entries: Iterable[dict[str, Any]]) -> bytes:
         """Bytes of this index with `manifests` replaced by `raw_entries`, all else kept.

@@ -302,3 +302,17 @@ def test_no_child_hint_for_a_name_with_a_hex_tag(fixture_layout) -> None:
         deep = deep.children[0]
     result = invoke("rm", nested, deep.digest)
     assert result.exit_code == 3 and "inside the index" in result.stderr
+
+
+def test_child_hint_names_the_index_listed_first_under_a_layer_type(tmp_path, generate_module) -> None:
+    """The index is judged by the entry it is walked by (not its first, layer-typed one): rm of
+    one of its platform manifests still says which index holds it."""
+    root = tmp_path / "lay"
+    w = generate_module.LayoutWriter(root)
+    child = w.image([b"arm layer"], labels={"n": "arm"})
+    index = w.index([{**child, "platform": {"os": "linux", "architecture": "arm64"}}])
+    w.add_entry({**index, "mediaType": generate_module.OCI_LAYER})
+    w.add_entry(index, name="multi")
+    w.finish()
+    result = invoke("rm", root, child["digest"])
+    assert result.exit_code == 3 and f"inside the index {index['digest']}" in result.stderr
