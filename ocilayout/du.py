@@ -481,9 +481,7 @@ def _created(
     manifest's (`annotations`), else its `config`'s; normalised (RFC 3339 as Python writes it)."""
     text = _entry_created(entries) or annotations.get(CREATED)
     if not text and config is not None:
-        info = graph.config_info(config)
-        if info is not None:
-            text = info.created
+        text = graph.config_created(config)
     return iso_time(text) if text else None
 
 

@@ -45,6 +45,7 @@ import atexit
 import hashlib
 import json
 import os
+import re
 import signal
 import stat
 import sys
@@ -1041,7 +1042,7 @@ def encode_config(
 def decode_config(rest: str) -> tuple[int, str | None, str | None, str | None, str | None, Mapping[str, str]] | None:
     """(size, created, os, architecture, variant, labels) of a "C" record; None when malformed."""
     size_text, sep, body = rest.partition("\t")
-    if not sep or not size_text.isdigit() or len(size_text) > 18:
+    if not sep or not size_text.isascii() or not size_text.isdigit() or len(size_text) > 18:
         return None
     try:
         raw = _decode(body)
@@ -1054,6 +1055,27 @@ def decode_config(rest: str) -> tuple[int, str | None, str | None, str | None, s
     except (ValueError, TypeError, RecursionError):
         return None
     return int(size_text), created, os_, arch, variant, labels if labels is not None else {}
+
+
+def config_created(rest: str) -> tuple[int, str | None] | None:
+    """(size, created) of a "C" record: `decode_config(rest)[:2]`, or None when that refuses it.
+    The usual record is matched whole by one pattern instead of decoded (`du` dates 100,000
+    images by their configs); any other goes through `decode_config`."""
+    match = _CONFIG_SHAPE.fullmatch(rest)
+    if match is not None:
+        return int(match[1]), match[2]
+    record = decode_config(rest)
+    return None if record is None else (record[0], record[1])
+
+
+# A "C" record as `encode_config` writes it when no string needs an escape: JSON strings
+# without escapes or control characters (what the strict scanner accepts unescaped), labels a
+# flat object of such strings.
+_PLAIN = r'"[^"\\\x00-\x1f]*"'
+_CONFIG_SHAPE = re.compile(
+    rf'([0-9]{{1,18}})\t\[(?:"([^"\\\x00-\x1f]*)"|null)(?:,(?:{_PLAIN}|null)){{3}},'
+    rf"(?:null|\{{(?:{_PLAIN}:{_PLAIN}(?:,{_PLAIN}:{_PLAIN})*)?\}})\]"
+)
 
 
 def _encode_descriptor(d: Descriptor, with_digest: bool) -> list[Any]:

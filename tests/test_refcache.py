@@ -337,6 +337,39 @@ def test_a_changed_manifest_is_read_again(tmp_path, change) -> None:
     assert _blob_names(root) == before, "an unreadable survivor keeps every blob"
 
 
+@pytest.mark.parametrize("change", ["truncated", "grown", "not-json", "symlink", "missing"])
+def test_a_changed_config_dates_its_image_as_without_the_cache(tmp_path, change) -> None:
+    """du and ls take a config's created time from its record only while the blob is what was
+    recorded (a regular file of that size): otherwise they read it, as without the cache."""
+    root = tmp_path / "lay"
+    a, _ = _two_images(root)
+    _warm(root)
+    assert any(k.startswith("C") for k in _records()), "the configs were recorded"
+    config = json.loads((root / "blobs" / "sha256" / a["digest"][7:]).read_text())["config"]["digest"]
+    path = root / "blobs" / "sha256" / config[7:]
+    data = path.read_bytes()
+    if change == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif change == "grown":
+        assert b'"2024-01-01T00:00:00Z"' in data
+        path.write_bytes(data.replace(b'"2024-01-01T00:00:00Z"', b'"2030-01-01T00:00:00.000Z"'))
+    elif change == "not-json":
+        path.write_bytes(b"\0" * (len(data) + 3))  # other content of the same size is not noticed (README)
+    elif change == "symlink":
+        target = tmp_path / "elsewhere"
+        target.write_bytes(data)
+        path.unlink()
+        path.symlink_to(target)
+    else:
+        path.unlink()
+    for command in (["du", "--format", "json", root], ["ls", "--format", "json", root]):
+        warm = run_cli_process(*command)
+        cold = run_cli_process("--no-cache", *command)
+        assert (warm.returncode, warm.stdout) == (cold.returncode, cold.stdout), command
+    dated = {i["digest"]: i["created"] for i in json.loads(run_cli_process("du", "--format", "json", root).stdout)["images"]}
+    assert dated[a["digest"]] == ("2030-01-01T00:00:00+00:00" if change == "grown" else None)
+
+
 # -- damaged, foreign, poisoned caches -------------------------------------------------------------
 
 
@@ -1049,7 +1082,7 @@ def test_a_blob_this_process_may_not_read_is_not_believed_from_its_record(which,
         target = json.loads((root / "blobs" / "sha256" / a["digest"][7:]).read_text())["config"]["digest"]
     (root / "blobs" / "sha256" / target[7:]).chmod(0)
     for command in (["ls", "--format", "json", root], ["rm", "--dry-run", "--format", "json", root, "a"],
-                    ["gc", "--dry-run", "--grace", "0", "--format", "json", root],
+                    ["gc", "--dry-run", "--grace", "0", "--format", "json", root], ["du", "--format", "json", root],
                     ["prune", "--dry-run", "--keep-last", "0", "--format", "json", root]):
         warm = run(*command)
         cold = run("--no-cache", *command)
@@ -1270,6 +1303,36 @@ def test_a_record_body_that_json_loads_refuses_is_refused(text: str) -> None:
 def test_a_config_record_round_trips(created, os_, labels) -> None:
     rest = refcache.encode_config(402, created, os_, "amd64", None, labels)
     assert refcache.decode_config(rest) == (402, created, os_, "amd64", None, labels)
+
+
+_CONFIG_PIECES = st.sampled_from(
+    ['"2024-01-01T00:00:00Z"', "null", '""', '"a\\"b"', '"\x01"', '"\u00e9"', '"\\u00e9"', "1", "{}", '{"a":"b"}',
+     '{"a":"b","a":"c"}', '{"a":1}', '{"a":null}', "[]", ' "x"', '"x" ', "{ }", '{"\x7f":""}']
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    size=st.sampled_from(["402", "0", "", "-1", "\u00b2", "1" * 18, "1" * 19, "4 "]),
+    pieces=st.lists(_CONFIG_PIECES, min_size=3, max_size=6),
+    encoded=st.one_of(st.none(), st.tuples(st.one_of(st.none(), st.text(max_size=8)),
+                                           st.dictionaries(st.text(max_size=4), st.text(max_size=4), max_size=3))),
+)
+def test_a_config_records_created_time_is_what_its_decode_gives(size, pieces, encoded) -> None:
+    """`config_created` matches the usual record with a pattern: it must answer exactly as
+    `decode_config` does, refusing what that refuses."""
+    if encoded is not None:
+        rest = refcache.encode_config(402, encoded[0], "linux", "amd64", None, encoded[1])
+    else:
+        rest = f"{size}\t[{','.join(pieces)}]"
+    record = refcache.decode_config(rest)
+    assert refcache.config_created(rest) == (None if record is None else record[:2])
+
+
+def test_the_usual_config_record_takes_the_pattern() -> None:
+    rest = refcache.encode_config(402, "2024-01-01T00:00:02Z", "linux", "amd64", None, {"a": "b", "c": "d"})
+    assert refcache._CONFIG_SHAPE.fullmatch(rest) is not None
+    assert refcache.config_created(rest) == (402, "2024-01-01T00:00:02Z")
 
 
 @pytest.mark.parametrize(
