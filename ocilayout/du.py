@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from itertools import chain, compress
 from operator import attrgetter
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from .descriptor import Descriptor
 from .digest import Digest
@@ -335,11 +335,12 @@ def _walk_images(
     # the configs to read are then known, and read ahead together on a cold page cache.
     dates: list[tuple[list[Entry], Mapping[str, str], Descriptor | None] | None] = []
     for head, entries in zip(heads, groups):
-        recorded = graph.recorded_image(head)
+        # An index-typed head is tried as an index first (`recorded_image` would decode its
+        # record only to find it is no image); one whose content is an image takes the walk.
+        recorded = graph.recorded_image(head) if head.media_type not in INDEX_TYPES else None
         if recorded is not None:  # what the walk would find, from the cache record: no walk, no dict per image
-            mine = _number(zip((head.digest, *recorded.leaves), (head.size, *recorded.sizes)), ids, declared)
             # A blob listed twice (a config that is also a layer) counts once.
-            reach.append(tuple(dict.fromkeys(mine)))
+            reach.append(_number((head.digest, *recorded.leaves), (head.size, *recorded.sizes), ids, declared))
             certain.append(True)
             dates.append((entries, recorded.annotations, recorded.config) if created else None)
             continue
@@ -347,24 +348,35 @@ def _walk_images(
         if node is None and created:
             node = graph.node(head)  # read once: the walk below reuses it
         if fanned is not None:  # the walk's order: the index, then each child and its leaves
-            pairs: Iterable[tuple[str, int]] = chain(
-                ((head.digest, head.size),),
-                *(zip((child.digest, *image.leaves), (child.size, *image.sizes)) for child, image in fanned),
-            )
-            reach.append(tuple(dict.fromkeys(_number(pairs, ids, declared))))
+            keys = [head.digest, *chain.from_iterable((child.digest, *image.leaves) for child, image in fanned)]
+            sized = [head.size, *chain.from_iterable((child.size, *image.sizes) for child, image in fanned)]
+            reach.append(_number(keys, sized, ids, declared))
             certain.append(True)
         else:
             sizes: dict[str, int] = {}  # every blob the image reaches, with its declared size
             certain.append(live_set(graph, [head], allow_sparse=allow_sparse, sizes=sizes).certain)
-            reach.append(tuple(_number(sizes.items(), ids, declared)))
+            reach.append(_number(list(sizes), list(sizes.values()), ids, declared))
         dates.append((entries, node.annotations, node.config) if created and node is not None else None)
         if node is not None:
             graph.forget(head.digest)  # kept only for the walk just made: 100,000 of them fill memory
     times: list[str | None] = [None] * len(dates)
     if created:
-        configs = [date[2] for date in dates if date is not None and date[2] is not None]
-        with graph.store.prefetch(graph.unrecorded_configs(configs)):
-            times = [_created(*date, graph) if date is not None else None for date in dates]
+        unread: list[tuple[int, Descriptor]] = []  # dated by a config to read: read ahead together
+        for k, date in enumerate(dates):
+            if date is not None:
+                entries, annotations, config = date
+                text = _entry_created(entries) or annotations.get(CREATED)
+                if not text and config is not None:
+                    found = graph.recorded_created(config)
+                    if found is None:
+                        unread.append((k, config))
+                        continue
+                    text = found[0]
+                times[k] = iso_time(text) if text else None
+        with graph.store.prefetch([config.digest for _, config in unread]):
+            for k, config in unread:
+                info = graph.config_info(config)
+                times[k] = iso_time(info.created) if info is not None and info.created else None
     return ids, declared, reach, certain, times
 
 
@@ -398,19 +410,22 @@ def _names(entries: list[Entry]) -> list[str]:
     return sorted({e.name for e in entries if e.name is not None})
 
 
-def _number(blobs: Iterable[tuple[str, int]], ids: dict[str, int], declared: list[int]) -> list[int]:
-    """The index of each (blob, declared size), numbering new blobs in first-seen order; a
-    blob's size is the first that is not -1."""
-    mine = []
-    for blob, size in blobs:
-        i = ids.get(blob)
-        if i is None:
-            i = ids[blob] = len(declared)
+def _number(keys: Sequence[str], sizes: Sequence[int], ids: dict[str, int], declared: list[int]) -> tuple[int, ...]:
+    """The indexes of one image's blobs (`keys`, with their declared `sizes`), each once, in
+    order; new blobs are numbered in first-seen order, and a blob's size is the first that is
+    not -1."""
+    known = len(declared)
+    setdefault = ids.setdefault
+    mine = [setdefault(blob, len(ids)) for blob in keys]  # a new blob gets the next number
+    if len(ids) - known == len(mine):  # the usual: every blob new, none twice
+        declared += sizes
+        return tuple(mine)
+    for i, size in zip(mine, sizes):
+        if i == len(declared):  # a new blob, first seen
             declared.append(size)
         elif declared[i] < 0:
             declared[i] = size
-        mine.append(i)
-    return mine
+    return tuple(dict.fromkeys(mine))
 
 
 def _merge(first: _Walked, second: _Walked | _Sent) -> _Walked:
@@ -472,17 +487,6 @@ def _stat(store: LayoutStore, blob: str) -> tuple[int, float] | None:
     except OSError:
         return None
     return st.st_size, st.st_mtime
-
-
-def _created(
-    entries: list[Entry], annotations: Mapping[str, str], config: Descriptor | None, graph: Graph
-) -> str | None:
-    """As `filters.image_facts` dates an image: an entry's created annotation, else the
-    manifest's (`annotations`), else its `config`'s; normalised (RFC 3339 as Python writes it)."""
-    text = _entry_created(entries) or annotations.get(CREATED)
-    if not text and config is not None:
-        text = graph.config_created(config)
-    return iso_time(text) if text else None
 
 
 def _sort(images: list[ImageUsage], key: str) -> None:

@@ -372,18 +372,6 @@ class Graph:
             if root.media_type not in LEAF_TYPES and "M" + root.digest not in records
         ]
 
-    def unrecorded_configs(self, configs: Iterable[Descriptor]) -> list[str]:
-        """The digests of those `configs` that have no config record (what `config_info` will
-        read), in order."""
-        facts = self._facts
-        if facts is None:
-            return [config.digest for config in configs]
-        if self._hint is not None:
-            self._first_lookup()
-        facts.load("C")
-        records = facts.records
-        return [config.digest for config in configs if "C" + config.digest not in records]
-
     def unrecorded(self, roots: Iterable[Descriptor]) -> int:
         """How many of `roots` have no manifest record in the reference cache (all, without one)."""
         facts = self._facts
@@ -823,21 +811,27 @@ class Graph:
         self._configs[digest] = info
         return info
 
-    def config_created(self, descriptor: Descriptor) -> str | None:
-        """`config_info(descriptor).created` (None without one), with less work per config when
-        the reference cache records it: `du` dates 100,000 images by their configs. Checked as
-        any record is (a regular readable file of the recorded size), not kept in memory."""
+    def recorded_created(self, descriptor: Descriptor) -> tuple[str | None] | None:
+        """`(config_info(descriptor).created,)` when known without reading the blob: from the
+        reference cache's config record, checked as any record is (a regular readable file of
+        the recorded size), with less work than `config_info` and nothing kept in memory (`du`
+        dates 100,000 images by their configs). None: `config_info` reads it."""
         digest = descriptor.digest
+        if digest in self._configs:
+            info = self._configs[digest]
+            return (info.created if info is not None else None,)
+        if not _config_typed(descriptor.media_type):
+            return (None,)
         facts = self._facts
-        if facts is not None and digest not in self._configs and _config_typed(descriptor.media_type):
-            if self._hint is not None:
-                self._first_lookup()
-            rest = facts.get("C" + digest)
-            found = refcache.config_created(rest) if rest is not None else None
-            if found is not None and self.store.blob_size(digest) == found[0]:
-                return found[1]
-        info = self.config_info(descriptor)
-        return info.created if info is not None else None
+        if facts is None:
+            return None
+        if self._hint is not None:
+            self._first_lookup()
+        rest = facts.get("C" + digest)
+        found = refcache.config_created(rest) if rest is not None else None
+        if found is not None and self.store.blob_size(digest) == found[0]:
+            return (found[1],)
+        return None
 
     def _read_config(self, digest: Digest) -> ConfigInfo | None:
         facts = self._facts

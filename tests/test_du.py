@@ -312,13 +312,42 @@ def test_merging_the_two_halves_numbers_blobs_as_one_pass(images, split) -> None
     def walked(part):
         ids: dict[str, int] = {}
         declared: list[int] = []
-        reach = [tuple(_number(image, ids, declared)) for image in part]
+        reach = [_number([b for b, _ in image], [s for _, s in image], ids, declared) for image in part]
         return ids, declared, reach, [True] * len(part), [None] * len(part)
 
     one = walked(images)
     merged = _merge(walked(images[:split]), walked(images[split:]))
     assert merged[0] == one[0] and list(merged[0]) == list(one[0])
     assert merged[1:] == one[1:]
+
+
+@given(
+    st.lists(
+        st.lists(st.tuples(st.sampled_from("abcdefgh"), st.sampled_from([-1, 0, 5, 7])), max_size=5),
+        max_size=8,
+    )
+)
+def test_blobs_are_numbered_in_first_seen_order_with_their_first_known_size(images) -> None:
+    """`_number` against the rule spelt out blob by blob (its usual case takes a shortcut)."""
+    from ocilayout.du import _number
+
+    ids: dict[str, int] = {}
+    declared: list[int] = []
+    expected_ids: dict[str, int] = {}
+    expected_sizes: list[int] = []
+    for image in images:
+        mine = _number([b for b, _ in image], [s for _, s in image], ids, declared)
+        expected = []
+        for blob, size in image:
+            if blob not in expected_ids:
+                expected_ids[blob] = len(expected_sizes)
+                expected_sizes.append(size)
+            elif expected_sizes[expected_ids[blob]] < 0:
+                expected_sizes[expected_ids[blob]] = size
+            if expected_ids[blob] not in expected:
+                expected.append(expected_ids[blob])
+        assert mine == tuple(expected)
+        assert ids == expected_ids and declared == expected_sizes
 
 
 @st.composite
