@@ -109,17 +109,26 @@ def usage(
             plain = list(map(str, ids))  # in number order; marshal takes no str subclass (Digest)
             return (plain, *rest), graph.warnings[warned:], graph.learnt_since(mark)  # type: ignore[return-value]
 
-        (local, mine), (theirs, warnings, learnt) = fork_split(lambda: (_local_names(store), walk(0, split)), there)
+        def here() -> tuple[set[str], _Walked, bool]:
+            local = _local_names(store)
+            mine = walk(0, split)
+            return local, mine, local.issuperset(mine[0])  # while the child still walks
+
+        (local, mine, ours), (theirs, warnings, learnt) = fork_split(here, there)
         for warning in warnings:  # after this half's own: the order of one pass
             graph.warn(warning)
         graph.add_learnt(learnt)  # what the child read goes into the cache too
+        known = len(mine[0])
         walked = _merge(mine, theirs)
+        blobs = list(walked[0])
+        all_local = ours and local.issuperset(blobs[known:])  # what the child's half added
     else:
         graph.prepare(heads)  # loads the cache's records, or borrows them
         walked = walk(0, len(heads))
         local = _local_names(store)
+        blobs = list(walked[0])
+        all_local = local.issuperset(blobs)
     ids, declared, reach, certain, created_at = walked
-    blobs = list(ids)
 
     count = [0] * len(blobs)  # images reaching each blob
     for image in reach:
@@ -141,7 +150,7 @@ def usage(
     # Per blob, its bytes where they count: in every image that reaches it (sizes), as shared
     # (more than one image reaches it), as exclusive (only one does, and it is ours to delete).
     shared_sizes = [size if n > 1 else 0 for size, n in zip(sizes, count)]
-    if local.issuperset(blobs):  # the usual: every blob reached is in our own blobs/
+    if all_local:  # the usual: every blob reached is in our own blobs/
         owned = [True] * len(blobs)
         solo_sizes = [size if n == 1 else 0 for size, n in zip(sizes, count)]
     else:
@@ -432,12 +441,11 @@ def _merge(first: _Walked, second: _Walked | _Sent) -> _Walked:
     """The result of one walk over both halves (first's images first)."""
     ids, declared, reach, certain, times = first
     theirs, their_sizes = second[0], second[1]
-    # The child's blobs in its order: those new here numbered next (C loops, not a step per blob).
-    fresh = [(blob, size) for blob, size in zip(theirs, their_sizes) if blob not in ids]
+    # The child's blobs are distinct and in its order: those new here get the next numbers.
     known = len(declared)
-    ids.update(zip([blob for blob, _ in fresh], range(known, known + len(fresh))))
-    declared.extend([size for _, size in fresh])
-    remap = list(map(ids.__getitem__, theirs))
+    setdefault = ids.setdefault
+    remap = [setdefault(blob, len(ids)) for blob in theirs]
+    declared.extend(compress(their_sizes, map(known.__le__, remap)))
     if min(declared[:known], default=0) < 0:  # a blob this half could not size: the child's size, if any
         for i, size in zip(remap, their_sizes):
             if declared[i] < 0:
