@@ -804,11 +804,12 @@ class Graph:
 
     def config_info(self, descriptor: Descriptor) -> ConfigInfo | None:
         """Created time, platform and labels of an image config (read once, cached)."""
+        if not _config_typed(descriptor.media_type):  # asked of each reference, whatever another one was
+            return None
         digest = descriptor.digest
         if digest in self._configs:
             return self._configs[digest]
-        info = self._read_config(digest) if _config_typed(descriptor.media_type) else None
-        self._configs[digest] = info
+        info = self._configs[digest] = self._read_config(digest)
         return info
 
     def recorded_created(self, descriptor: Descriptor) -> tuple[str | None] | None:
@@ -816,12 +817,12 @@ class Graph:
         reference cache's config record, checked as any record is (a regular readable file of
         the recorded size), with less work than `config_info` and nothing kept in memory (`du`
         dates 100,000 images by their configs). None: `config_info` reads it."""
+        if not _config_typed(descriptor.media_type):
+            return (None,)
         digest = descriptor.digest
         if digest in self._configs:
             info = self._configs[digest]
             return (info.created if info is not None else None,)
-        if not _config_typed(descriptor.media_type):
-            return (None,)
         facts = self._facts
         if facts is None:
             return None

@@ -191,6 +191,30 @@ def test_a_leaf_typed_entry_is_no_referrer_whatever_was_read(generate_module, tm
     assert exclusive[index["digest"]] == freed == removal.bytes_freed
 
 
+@pytest.mark.parametrize("warm", [False, True])
+@pytest.mark.parametrize("typed_first", [True, False])
+def test_a_config_is_read_for_a_time_only_where_it_is_typed_as_one(generate_module, tmp_path, typed_first, warm) -> None:
+    """One config blob that image a types as a config and image b as a layer: a's time is read
+    from it, b is undated (the media type of each reference decides, DESIGN 1), whichever comes
+    first, in du, ls and prune alike, warm as cold."""
+    root = tmp_path / "lay"
+    w = generate_module.LayoutWriter(root)
+    config = w.json_blob(w.config_object([], created="2024-03-01T00:00:00Z"), generate_module.OCI_CONFIG)
+    a = w.image([b"layer of a" * 5], config=config)
+    b = w.image([b"layer of b" * 5], config={**config, "mediaType": generate_module.OCI_LAYER})
+    for descriptor, name in [(a, "a"), (b, "b")][:: 1 if typed_first else -1]:
+        w.add_entry(descriptor, name=name)
+    w.finish()
+    if warm:
+        Layout.open(root).list()  # fills the reference cache, configs included
+    expected = {a["digest"]: "2024-03-01T00:00:00+00:00", b["digest"]: None}
+    assert {i.digest: i.created for i in Layout.open(root, cache=warm).du().images} == expected
+    rows = Layout.open(root, cache=warm).list().rows
+    assert {r.digest: r.created for r in rows} == {a["digest"]: "2024-03-01T00:00:00Z", b["digest"]: None}
+    pruned = Layout.open(root, cache=warm).prune(keep_last=0, dry_run=True)
+    assert pruned.undated == ["b"]
+
+
 @pytest.mark.parametrize("config_typed_first", [True, False])
 def test_a_referrer_listed_under_two_types_is_one_referrer_in_either_order(
     generate_module, tmp_path, config_typed_first
