@@ -316,3 +316,27 @@ def test_child_hint_names_the_index_listed_first_under_a_layer_type(tmp_path, ge
     w.finish()
     result = invoke("rm", root, child["digest"])
     assert result.exit_code == 3 and f"inside the index {index['digest']}" in result.stderr
+
+
+def test_a_dangling_parent_listed_first_under_a_layer_type_is_still_pruned(tmp_path, generate_module) -> None:
+    """moby's parent chain reads each image by the entry it is walked by: an unnamed parent whose
+    first entry is layer-typed (never opened) still has its layers, so rm --prune of its only
+    child takes it, both entries, as it does when the entries come the other way round."""
+    outcomes = []
+    for layer_typed_first in (True, False):
+        root = tmp_path / f"lay-{layer_typed_first}"
+        w = generate_module.LayoutWriter(root)
+        base = w.layer(b"base layer" * 9)
+        parent = w.image([base], labels={"n": "parent"})
+        child = w.image([base, b"top layer" * 7], labels={"n": "child"})
+        entries = [{**parent, "mediaType": generate_module.OCI_LAYER}, parent]
+        for descriptor in entries if layer_typed_first else entries[::-1]:
+            w.add_entry(descriptor)
+        w.add_entry(child, name="child")
+        w.finish()
+        report = Layout.open(root).delete(["child"], prune=True)
+        outcomes.append(sorted((i.id, i.reason) for i in report.images if i.deleted))
+        assert not Layout.open(root).index.entries, "both entries of the parent went"
+    assert outcomes[0] == outcomes[1] == sorted(
+        [(child["digest"], "requested"), (parent["digest"], f"parent of {child['digest']}")]
+    )
