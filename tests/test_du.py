@@ -193,7 +193,9 @@ def test_a_leaf_typed_entry_is_no_referrer_whatever_was_read(generate_module, tm
 
 @pytest.mark.parametrize("warm", [False, True])
 @pytest.mark.parametrize("typed_first", [True, False])
-def test_a_config_is_read_for_a_time_only_where_it_is_typed_as_one(generate_module, tmp_path, typed_first, warm) -> None:
+def test_a_config_is_read_for_a_time_only_where_it_is_typed_as_one(
+    generate_module, tmp_path, typed_first, warm
+) -> None:
     """One config blob that image a types as a config and image b as a layer: a's time is read
     from it, b is undated (the media type of each reference decides, DESIGN 1), whichever comes
     first, in du, ls and prune alike, warm as cold."""

@@ -366,7 +366,8 @@ def test_a_changed_config_dates_its_image_as_without_the_cache(tmp_path, change)
         warm = run_cli_process(*command)
         cold = run_cli_process("--no-cache", *command)
         assert (warm.returncode, warm.stdout) == (cold.returncode, cold.stdout), command
-    dated = {i["digest"]: i["created"] for i in json.loads(run_cli_process("du", "--format", "json", root).stdout)["images"]}
+    images = json.loads(run_cli_process("du", "--format", "json", root).stdout)["images"]
+    dated = {i["digest"]: i["created"] for i in images}
     assert dated[a["digest"]] == ("2030-01-01T00:00:00+00:00" if change == "grown" else None)
 
 
