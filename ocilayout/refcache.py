@@ -1042,7 +1042,7 @@ def encode_config(
 def decode_config(rest: str) -> tuple[int, str | None, str | None, str | None, str | None, Mapping[str, str]] | None:
     """(size, created, os, architecture, variant, labels) of a "C" record; None when malformed."""
     size_text, sep, body = rest.partition("\t")
-    if not sep or not size_text.isascii() or not size_text.isdigit() or len(size_text) > 18:
+    if not sep or not size_text.isdigit() or len(size_text) > 18:
         return None
     try:
         raw = _decode(body)

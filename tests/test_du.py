@@ -435,6 +435,30 @@ def test_a_warm_du_of_indexes_is_the_cold_du(generate_module, monkeypatch, spec,
         assert sorted(warm.warnings) == sorted(cold.warnings)
 
 
+@pytest.mark.parametrize("index_type", ["OCI_INDEX", "DOCKER_MANIFEST_LIST"])
+def test_an_index_typed_entry_whose_content_is_an_image_is_the_same_warm_and_cold(
+    generate_module, tmp_path, index_type
+) -> None:
+    """A warm du tries an index-typed entry as an index first; one whose content is an image
+    manifest (content decides what a blob is) is then walked as one, dated by its config, as
+    a cold du does."""
+    root = tmp_path / "lay"
+    w = generate_module.LayoutWriter(root)
+    image = w.image([b"layer of the image" * 5], labels={"n": "i"})
+    w.add_entry({**image, "mediaType": getattr(generate_module, index_type)}, name="odd")
+    w.add_entry(w.image([b"another layer" * 3], labels={"n": "o"}), name="other")
+    w.finish()
+    Layout.open(root).list()  # fills the reference cache
+    cold = Layout.open(root, cache=False).du()
+    warm = Layout.open(root).du()
+    assert warm.images == cold.images and warm.totals == cold.totals
+    manifest = json.loads((root / "blobs" / "sha256" / image["digest"][7:]).read_bytes())
+    blobs = [image, manifest["config"], *manifest["layers"]]
+    odd = next(i for i in warm.images if i.digest == image["digest"])
+    assert odd.size == sum(b["size"] for b in blobs) and odd.created
+    assert warm.totals.reachable_blobs == warm.totals.blobs == 6
+
+
 def test_a_cold_du_reads_the_configs_ahead_and_a_warm_one_reads_none(generate_module, tmp_path, monkeypatch) -> None:
     """The configs that date the images are handed to the read-ahead together (a cold page
     cache then serves them in parallel), and only those the reference cache does not describe."""
